@@ -1,0 +1,170 @@
+"""The fast path: whole datasets as uint8 tensors on the training device, augmented and normalised per batch.
+
+Nothing is decoded or transformed per image during training. A batch is gathered from the uint8 tensor,
+shifted and flipped with tensor ops, converted to float, resized when the model wants another size,
+normalised, and laid out channels-last. Device and precision choices live here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .errors import CnnError
+
+
+# ----------------------------------------------------------------------------------- device and precision
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise CnnError("device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 (AVX512-BF16 or AMX): bf16 autocast is then faster than fp32, otherwise slower."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_precision(preference: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None: plain fp32)."""
+    if preference == "fp32":
+        return None
+    if device.type == "cuda":
+        if preference == "bf16" or (preference == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+    if preference == "fp16":
+        raise CnnError("fp16 training needs a CUDA GPU; on the CPU use --precision bf16 or fp32")
+    if preference == "bf16" or (preference == "auto" and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def set_threads() -> int:
+    """Use every core for intra-op work (the default can be fewer inside containers); no inter-op pool."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = int(os.environ.get("CNN_THREADS", n))
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads{', bf16' if cpu_has_bf16() else ''})"
+
+
+# -------------------------------------------------------------------------------------------- augmentation
+
+def shift_batch(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Random-crop-with-zero-padding for a whole batch: image i is padded by ``pad`` and cropped at (dy[i], dx[i]),
+    offsets in [0, 2*pad]. Same result as torchvision's RandomCrop(size, padding=pad) per image."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    rows = dy.to(x.device)[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = dx.to(x.device)[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
+
+
+def flip_batch(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror the images where ``mask`` is true."""
+    return torch.where(mask.to(x.device)[:, None, None, None], x.flip(-1), x)
+
+
+@dataclass(frozen=True)
+class Augment:
+    pad: int = 4  # pixels of zero padding before the random crop (0: no shift)
+    flip: bool = True
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n = len(x)
+        if self.pad:
+            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=gen)
+            x = shift_batch(x, self.pad, dy, dx)
+        if self.flip:
+            x = flip_batch(x, torch.rand(n, generator=gen) < 0.5)
+        return x
+
+
+def augment_for(dataset_flips: bool, native_size: int) -> Augment:
+    """Crop with 4-px padding (2 px for tiny images) plus flips only where flipping keeps the label."""
+    return Augment(pad=4 if native_size >= 28 else 1, flip=dataset_flips)
+
+
+# ------------------------------------------------------------------------------------------------- batches
+
+@dataclass
+class Normalize:
+    """uint8 (B, C, H, W) -> float, resized to ``size``, normalised; channels-last for faster convolutions."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    size: int
+    channels_last: bool = True
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
+        x = (x - mean) / std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class Batches:
+    """Mini-batches from uint8 tensors already on the device. Shuffling is seeded per epoch, so a resumed run
+    sees the same order it would have seen without the interruption."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, normalize: Normalize,
+                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0, max_batches: int = 0,
+                 drop_single: bool = False) -> None:
+        self.x, self.y, self.batch_size, self.normalize = x, y, batch_size, normalize
+        self.shuffle, self.augment, self.seed, self.max_batches = shuffle, augment, seed, max_batches
+        self.drop_single = drop_single  # training: a trailing batch of one image breaks batch norm
+        self.epoch = 0
+        self.indices: torch.Tensor | None = None  # restricts to a subset (a distributed shard)
+
+    def __len__(self) -> int:
+        n = len(self.indices) if self.indices is not None else len(self.x)
+        full, rest = divmod(n, self.batch_size)
+        batches = full + (1 if rest and not (self.drop_single and rest == 1 and full > 0) else 0)
+        return min(batches, self.max_batches) if self.max_batches else batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        base = self.indices if self.indices is not None else torch.arange(len(self.x))
+        return base[torch.randperm(len(base), generator=gen)] if self.shuffle else base
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
+        order = self.order().to(self.x.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            xb = self.x[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, gen)
+            yield self.normalize(xb), self.y[idx]

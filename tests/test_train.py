@@ -1,0 +1,119 @@
+"""Real (short) training runs on the embedded digits dataset."""
+
+import json
+
+import pytest
+import torch
+
+from cnn_core import checkpoints as ck
+from cnn_core.config import TrainConfig
+from cnn_core.inference import Predictor
+from cnn_core.train import Diverged, fit
+
+
+def test_digits_run_learns_and_writes_its_files(digits_run):
+    status = json.loads((digits_run / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert status["test_accuracy"] > 0.85  # chance is 0.10
+    for f in ("config.json", "metrics.csv", "last.pt", "best.pt"):
+        assert (digits_run / f).is_file()
+    rows = ck.read_metrics(digits_run)
+    assert [r["epoch"] for r in rows] == list(range(1, 13))
+    assert set(ck.METRIC_FIELDS) <= set(rows[0])
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    best = max(rows, key=lambda r: r["val_accuracy"])
+    assert status["best_epoch"] == best["epoch"] and status["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert not (digits_run / "progress.json").exists()
+
+
+def test_checkpoint_describes_itself_and_round_trips_to_identical_logits(digits_run):
+    ckpt = ck.load_checkpoint(digits_run / "best.pt")
+    assert ckpt["model"]["name"] == "lenet5" and ckpt["classes"] == [str(i) for i in range(10)]
+    assert ckpt["input"]["channels"] == 1 and len(ckpt["input"]["mean"]) == 1
+    assert ckpt["config"]["dataset"] == "digits" and isinstance(ckpt["config"], dict)
+    model = ck.model_from_checkpoint(ckpt)
+    x = torch.randn(5, 1, ckpt["input"]["size"], ckpt["input"]["size"])
+    again = ck.model_from_checkpoint(ck.load_checkpoint(digits_run / "best.pt"))
+    assert torch.equal(model(x), again(x))
+    last = ck.load_checkpoint(digits_run / "last.pt")
+    assert last["optimizer"]["state"] and last["scheduler"]["last_epoch"] > 0 and last["epoch"] == 12
+
+
+def test_predictor_uses_training_preprocessing(digits_run):
+    from cnn_core.data import load_dataset
+    from PIL import Image
+
+    p = Predictor.from_run(digits_run)
+    ds = load_dataset("digits")
+    images = [Image.fromarray(ds.x_test[i, 0].numpy(), "L") for i in range(60)]
+    top = p.top_k(images, k=3)
+    acc = sum(t[0]["label"] == ds.classes[int(ds.y_test[i])] for i, t in enumerate(top)) / 60
+    assert acc > 0.8
+    assert all(abs(sum(e["probability"] for e in p.top_k([im], 10)[0]) - 1) < 1e-3 for im in images[:3])
+
+
+def _weights(path):
+    return ck.load_checkpoint(path)["state_dict"]
+
+
+def test_resume_continues_with_identical_state(runs):
+    cfg = TrainConfig(model="simple_cnn", dataset="digits", epochs=4, batch_size=128, lr=0.01, optimizer="adam",
+                      schedule="onecycle", augment=True, seed=1)
+    full = fit(cfg, name="full")
+    stop = {"now": False}
+
+    def after_two(row):
+        stop["now"] = row["epoch"] == 2
+
+    part = fit(cfg, name="part", on_epoch_end=after_two, should_stop=lambda: stop["now"])
+    assert part["state"] == "cancelled"
+    assert ck.load_checkpoint(runs / "part" / "last.pt")["epoch"] == 2
+    resumed = fit(TrainConfig(), resume="part")
+    assert resumed["epochs_run"] == 4 and resumed["run"] == "part"
+    a, b = _weights(runs / "full" / "last.pt"), _weights(runs / "part" / "last.pt")
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert [r["epoch"] for r in ck.read_metrics(runs / "part")] == [1, 2, 3, 4]
+    assert resumed["test_accuracy"] == pytest.approx(full["test_accuracy"])
+
+
+def test_divergence_stops_the_run_and_keeps_best(runs):
+    cfg = TrainConfig(model="lenet5", dataset="digits", epochs=6, lr=10.0, momentum=0.9, schedule="none",
+                      weight_decay=0.0, precision="fp32")
+    with pytest.raises(Diverged, match="Lower the learning rate"):
+        fit(cfg, name="boom")
+    status = json.loads((runs / "boom" / "status.json").read_text())
+    assert status["state"] == "diverged" and "learning rate" in status["message"]
+    if (runs / "boom" / "best.pt").exists():  # if an epoch finished first, its best.pt holds finite weights
+        sd = _weights(runs / "boom" / "best.pt")
+        assert all(torch.isfinite(v.float()).all() for v in sd.values())
+
+
+def test_bf16_and_fp32_agree_on_a_short_run(runs):
+    from cnn_core.engine import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16; auto precision uses fp32 here")
+    base = TrainConfig(model="simple_cnn", dataset="digits", epochs=3, batch_size=64, lr=0.003, optimizer="adam",
+                       seed=2)
+    a = fit(base.replace(precision="fp32"), name="fp32")
+    b = fit(base.replace(precision="bf16"), name="bf16")
+    la = [r["train_loss"] for r in ck.read_metrics(runs / "fp32")]
+    lb = [r["train_loss"] for r in ck.read_metrics(runs / "bf16")]
+    assert all(abs(x - y) < 0.08 * max(x, 0.2) + 0.03 for x, y in zip(la, lb)), (la, lb)
+    assert abs(a["test_accuracy"] - b["test_accuracy"]) < 0.04
+    assert b["precision"] == "bfloat16" and a["precision"] == "fp32"
+
+
+def test_early_stopping_with_patience(runs):
+    cfg = TrainConfig(model="lenet5", dataset="digits", epochs=30, lr=1e-5, optimizer="sgd", schedule="none",
+                      patience=2, momentum=0.0)
+    s = fit(cfg, name="patient")
+    assert s["state"] == "stopped_early" and s["epochs_run"] < 30
+
+
+def test_run_names_are_unique_not_overwritten(runs):
+    cfg = TrainConfig(model="lenet5", dataset="digits", epochs=1, max_batches=2)
+    a = fit(cfg, name="same")
+    b = fit(cfg, name="same")
+    assert a["run"] == "same" and b["run"] == "same-2"
