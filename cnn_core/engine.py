@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 
 from .errors import CnnError
-
 
 # ----------------------------------------------------------------------------------- device and precision
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from . import checkpoints as ck
 from .config import TrainConfig
-from .engine import Normalize, autocast, pick_device, pick_precision, set_threads
+from .engine import Normalize, pick_device, pick_precision, set_threads
 from .errors import CheckpointError, CnnError, ImageError
 from .images import load_image, to_model_array
 from .metrics import classification_report, most_confused

@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +19,17 @@ from torch import nn
 from . import checkpoints as ck
 from .config import TrainConfig
 from .data import Dataset, channel_stats, load_dataset, stratified_split
-from .engine import Augment, Batches, Normalize, augment_for, autocast, device_name, pick_device, pick_precision
-from .engine import set_threads
+from .engine import (
+    Augment,
+    Batches,
+    Normalize,
+    augment_for,
+    autocast,
+    device_name,
+    pick_device,
+    pick_precision,
+    set_threads,
+)
 from .errors import CnnError
 from .models import build_model, count_parameters, get_spec
 

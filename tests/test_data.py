@@ -4,11 +4,11 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import have_dataset
 from PIL import Image
 
 from cnn_core import data
 from cnn_core.errors import DataError
-from conftest import have_dataset
 
 
 def test_digits_is_embedded_and_fixed():

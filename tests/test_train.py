@@ -40,8 +40,9 @@ def test_checkpoint_describes_itself_and_round_trips_to_identical_logits(digits_
 
 
 def test_predictor_uses_training_preprocessing(digits_run):
-    from cnn_core.data import load_dataset
     from PIL import Image
+
+    from cnn_core.data import load_dataset
 
     p = Predictor.from_run(digits_run)
     ds = load_dataset("digits")

@@ -6,8 +6,9 @@ fp32 CPU module, plus the metadata a user needs to choose it (input sizes, sensi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
