@@ -26,6 +26,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4  # L2 penalty, applied by the optimizer
     augment: bool = False
+    crop_padding: int = 4  # augmentation: pixels of zero padding before the random crop (1 for tiny images)
     schedule: str = "cosine"
     patience: int = 0  # early stopping: epochs without a better val accuracy (0: off)
     seed: int = 0
@@ -67,6 +68,7 @@ class TrainConfig:
         need(_is_int(self.seed) and 0 <= self.seed < 2**31, "seed must be a whole number in [0, 2^31)")
         need(_is_int(self.input_size) and (self.input_size == 0 or 8 <= self.input_size <= 512),
              "input size must be 0 (model default) or 8..512")
+        need(_is_int(self.crop_padding) and 0 <= self.crop_padding <= 16, "crop padding must be 0..16 pixels")
         need(_is_int(self.train_subset) and self.train_subset >= 0, "train subset must be a whole number >= 0")
         need(_is_int(self.max_batches) and self.max_batches >= 0, "max batches must be a whole number >= 0")
         need(isinstance(self.augment, bool) and isinstance(self.tta, bool), "augment and tta must be true or false")

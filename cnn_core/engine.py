@@ -105,9 +105,10 @@ class Augment:
         return x
 
 
-def augment_for(dataset_flips: bool, native_size: int) -> Augment:
-    """Crop with 4-px padding (2 px for tiny images) plus flips only where flipping keeps the label."""
-    return Augment(pad=4 if native_size >= 28 else 1, flip=dataset_flips)
+def augment_for(dataset_flips: bool, native_size: int, pad: int = 4) -> Augment:
+    """Random crop with ``pad`` pixels of padding (at most 1 for tiny images such as 8x8 digits), plus flips
+    only where flipping keeps the label (never for digits)."""
+    return Augment(pad=pad if native_size >= 28 else min(pad, 1), flip=dataset_flips)
 
 
 # ------------------------------------------------------------------------------------------------- batches

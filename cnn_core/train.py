@@ -96,7 +96,7 @@ def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
                     x_train.to(dev), ds.y_train[keep_t].to(dev),
                     ds.x_train[val_t].to(dev), ds.y_train[val_t].to(dev),
                     ds.x_test.to(dev), ds.y_test.to(dev),
-                    augment_for(ds.flip, ds.native_size))
+                    augment_for(ds.flip, ds.native_size, cfg.crop_padding))
 
 
 # ---------------------------------------------------------------------------------------- optimisation parts

@@ -1,0 +1,56 @@
+"""One engine measurement in its own process (so its peak memory is its own): train through fit(), the same
+function `python -m cnn_core train` runs, then time evaluation over the test split. Prints one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+
+import torch
+
+from cnn_core.config import TrainConfig
+from cnn_core.engine import pick_device, pick_precision
+from cnn_core.train import eval_batches, fit, predict_logits, prepare_data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--max-batches", type=int, default=0)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--preset", default="")
+    args = ap.parse_args()
+    from cnn_core import presets  # noqa: F401
+    from cnn_core.config import preset_options
+
+    base = preset_options(args.preset) if args.preset else {}
+    cfg = TrainConfig(**{**base, "model": args.model, "dataset": "cifar10", "epochs": 1,
+                         "batch_size": args.batch_size, "augment": False, "max_batches": args.max_batches,
+                         "precision": args.precision, "schedule": "none", "lr": 0.01, "tta": False})
+    with tempfile.TemporaryDirectory() as root:
+        s = fit(cfg, name="bench", root=root)
+    # evaluation speed on the full test split, model as trained above is irrelevant for speed
+    device = pick_device("auto")
+    prep = prepare_data(cfg, device=device)
+    from cnn_core.models import build_model
+    model = build_model(cfg.model, 10, 3, prep.size, **cfg.extra).to(device, memory_format=torch.channels_last)
+    amp = pick_precision(cfg.precision, device)
+    batches = eval_batches(prep, "test")
+    predict_logits(model, eval_batches(prep, "test", 1024), device, amp)  # warm-up
+    t = time.perf_counter()
+    logits, _ = predict_logits(model, batches, device, amp)
+    eval_s = time.perf_counter() - t
+    print(json.dumps({"loop": "engine", "model": args.model, "batch_size": args.batch_size,
+                      "train_images": int(s["images_per_second"] * s["train_seconds"]),
+                      "train_images_per_second": s["images_per_second"],
+                      "eval_images_per_second": round(len(logits) / eval_s, 1), "precision": s["precision"],
+                      "threads": torch.get_num_threads(),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+
+
+if __name__ == "__main__":
+    main()

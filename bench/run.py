@@ -1,0 +1,124 @@
+"""`make bench`: the reference loop and the engine, side by side, in one run, on the same CIFAR-10 data.
+
+Each measurement runs in its own child process so that its peak resident memory is its own (read with
+getrusage on the child). Augmentation is off on both sides; both use batch 100 unless a row says otherwise.
+Prints a table and writes the same figures to bench-results.json.
+
+    make bench                      # full: lenet5 full epoch, resnet18 and fastnet on fixed batches
+    python -m bench.run --quick     # fewer batches, for a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "bench" / "reference_loop.py"
+
+
+def child(cmd: list[str]) -> dict:
+    """Run one measurement; its last stdout line is JSON. Adds the child tree's peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if p.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(cmd[:4])} failed: {p.stderr.strip().splitlines()[-1:]}")
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out["peak_rss_mb"] = round(max(peak, before) / 1024, 1) if peak > before else out.get("peak_rss_mb")
+    return out
+
+
+def reference(data: Path, model: str, max_batches: int) -> dict:
+    cmd = [sys.executable, str(REFERENCE), "--data", str(data), "--model", model, "--epochs", "1"]
+    if max_batches:
+        cmd += ["--max-batches", str(max_batches)]
+    return child(cmd)
+
+
+def engine(model: str, max_batches: int, batch_size: int = 100, preset: str = "") -> dict:
+    cmd = [sys.executable, "-m", "bench.engine_case", "--model", model, "--batch-size", str(batch_size)]
+    if max_batches:
+        cmd += ["--max-batches", str(max_batches)]
+    if preset:
+        cmd += ["--preset", preset]
+    return child(cmd)
+
+
+def prediction_latency(runs: int = 50) -> dict:
+    """p50/p95 of a 12-megapixel JPEG through the predict path (decode + preprocess + forward), model loaded."""
+    code = f"""
+import io, json, statistics, time, numpy as np
+from PIL import Image
+from cnn_core.inference import Predictor
+from cnn_core.models import build_model
+from cnn_core.train import checkpoint_payload
+rng = np.random.default_rng(0)
+small = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+img = Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC)  # 12 MP, photo-like smoothness
+buf = io.BytesIO(); img.save(buf, "JPEG", quality=90); data = buf.getvalue()
+model = build_model("fastnet", 10, 3, 32).eval()
+p = Predictor(model, [str(i) for i in range(10)], 32, 3, [0.5] * 3, [0.25] * 3, True, "bench")
+def once():
+    t = time.perf_counter(); p.top_k([p.load(data)], 3); return (time.perf_counter() - t) * 1000
+for _ in range(3): once()
+ms = sorted(once() for _ in range({runs}))
+def q(f): return round(ms[min(len(ms) - 1, int(f * len(ms)))], 1)
+print(json.dumps({{"jpeg_bytes": len(data), "megapixels": 12.0, "runs": {runs}, "p50_ms": q(0.5), "p95_ms": q(0.95)}}))
+"""
+    return child([sys.executable, "-c", code])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=os.path.join(os.environ.get("CNN_DATA_DIR", "../shared/datasets"),
+                                                     "cifar10-jpeg.zip"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default="bench-results.json")
+    args = ap.parse_args()
+    data = Path(args.data).resolve()
+    if not data.exists():
+        raise SystemExit(f"bench: {data} not found; set CNN_DATA_DIR to the folder holding cifar10-jpeg.zip")
+    # the engine's decode cache and the reference loop's unpacked copy are both built before timing starts
+    subprocess.run([sys.executable, "-c", "from cnn_core.data import load_dataset; load_dataset('cifar10')"],
+                   cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child([sys.executable, str(REFERENCE), "--data", str(data), "--model", "lenet5", "--max-batches", "1"])
+
+    cases = [("lenet5", 20 if args.quick else 0), ("resnet18", 4 if args.quick else 20)]
+    rows = []
+    for model, batches in cases:
+        ref = reference(data, model, batches)
+        eng = engine(model, batches)
+        rows.append({"model": model, "batches": batches or "full epoch", "reference": ref, "engine": eng,
+                     "train_ratio": round(eng["train_images_per_second"] / ref["train_images_per_second"], 2),
+                     "eval_ratio": round(eng["eval_images_per_second"] / ref["eval_images_per_second"], 2)})
+    fast = engine("fastnet", 5 if args.quick else 40, batch_size=512, preset="cifar10-fast")
+    latency = prediction_latency(10 if args.quick else 50)
+    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version()},
+              "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+    print(f"{'model':<10}{'batches':>11}{'reference img/s':>17}{'engine img/s':>14}{'ratio':>7}"
+          f"{'ref eval/s':>12}{'eng eval/s':>12}{'ref peak MB':>13}{'eng peak MB':>13}")
+    for r in rows:
+        print(f"{r['model']:<10}{str(r['batches']):>11}{r['reference']['train_images_per_second']:>17,.0f}"
+              f"{r['engine']['train_images_per_second']:>14,.0f}{r['train_ratio']:>6.1f}x"
+              f"{r['reference']['eval_images_per_second']:>12,.0f}{r['engine']['eval_images_per_second']:>12,.0f}"
+              f"{r['reference']['peak_rss_mb']:>13,.0f}{r['engine']['peak_rss_mb']:>13,.0f}")
+    print(f"fastnet (cifar10-fast settings, batch 512, {fast['precision']}): {fast['train_images_per_second']:,.0f} "
+          f"train img/s, {fast['eval_images_per_second']:,.0f} eval img/s, peak {fast['peak_rss_mb']:,.0f} MB")
+    print(f"predict 12-MP JPEG (fastnet, model loaded): p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms "
+          f"over {latency['runs']} runs")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
