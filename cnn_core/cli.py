@@ -272,7 +272,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import presets  # noqa: F401  (registers the named presets)
+    from . import cli_experiments, presets  # noqa: F401  (register the named presets, sweep and export)
 
     try:
         args = build_parser().parse_args(argv)
