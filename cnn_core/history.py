@@ -65,7 +65,7 @@ def rename_run(run: str | os.PathLike, new_name: str, root: str | os.PathLike | 
 
 
 def _rename_in_sweeps(root: Path, old: str, new: str) -> None:
-    from .sweep import read_sweep, sweeps_root, write_table
+    from .sweep import read_sweep, run_result, sweeps_root, write_table
 
     folder = sweeps_root(root)
     for meta_path in folder.glob("*/sweep.json") if folder.is_dir() else []:
@@ -78,7 +78,7 @@ def _rename_in_sweeps(root: Path, old: str, new: str) -> None:
             rows = read_sweep(meta_path.parent)
             for r in rows:
                 if r["run"] == old:
-                    r.update(run=new, state=ck.run_info(root / new).state)
+                    r.update(run=new, **run_result(root / new))
             write_table(meta_path.parent, list(meta.get("grid", {})), rows)
 
 

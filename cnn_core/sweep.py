@@ -152,7 +152,7 @@ def read_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         if not (run_dir / "config.json").is_file():
             r["state"] = "pending" if r.get("state") == "pending" else "missing"
         elif r.get("state") in ("running", "pending"):
-            r.update(_result(run_dir))  # the table is written between runs; the run folder knows better
+            r.update(run_result(run_dir))  # the table is written between runs; the run folder knows better
     return rows
 
 
@@ -197,10 +197,13 @@ def to_markdown(rows: list[Row], keys: list[str] | None = None) -> str:
 
 # ------------------------------------------------------------------------------------------------ running
 
-def _result(run_dir: Path) -> Row:
+def run_result(run_dir: Path) -> Row:
+    """A run's sweep-table columns, from its status.json."""
     st = ck.read_json(run_dir / "status.json")
-    info = ck.run_info(run_dir)
-    return {"state": info.state, "message": st.get("message", ""), **{k: st.get(k) for k in RESULT_FIELDS}}
+    state = st.get("state", "unknown")
+    if state == "running":
+        state = ck.run_info(run_dir).state  # or interrupted, when its process is gone
+    return {"state": state, "message": st.get("message", ""), **{k: st.get(k) for k in RESULT_FIELDS}}
 
 
 def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | None = None,
@@ -246,7 +249,7 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
     rows: list[Row] = []
     for run, combo in zip(names, combos):
         done = (root_path / run / "config.json").is_file()
-        rows.append({"run": run, **combo, **(_result(root_path / run) if done else {"state": "pending"})})
+        rows.append({"run": run, **combo, **(run_result(root_path / run) if done else {"state": "pending"})})
     write_table(folder, keys, rows)
 
     state = "finished"
@@ -283,7 +286,7 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
         else:
             if summary.get("run") != row["run"]:  # cannot happen unless the name was taken meanwhile
                 raise CnnError(f"run {row['run']} was trained as {summary.get('run')}; sweep stopped")
-        row.update(_result(root_path / row["run"]))
+        row.update(run_result(root_path / row["run"]))
         write_table(folder, keys, rows)
         if on_run_end is not None:
             on_run_end(i, n, dict(row))
