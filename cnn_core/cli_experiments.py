@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .cli import _bool, add_train_options, command, config_from_args, extend
 from .errors import CnnError

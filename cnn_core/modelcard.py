@@ -12,8 +12,9 @@ import os
 import platform
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoints as ck
 from .config import TrainConfig
@@ -97,8 +98,8 @@ def build_model_card(run_dir: Path, data_dir: str | os.PathLike | None = None,
             f"Augmentation: {'random crop and flip where labels allow' if cfg.augment else 'none'}.", ""]
 
     out += ["## Model", "", f"`{cfg.model}`: {spec.description}.", "",
-            f"Parameters: {int(st.get('params', 0)):,}. Constructor arguments: `{json.dumps(ckpt['model']['kwargs'])}`.",
-            ""]
+            f"Parameters: {int(st.get('params', 0)):,}. "
+            f"Constructor arguments: `{json.dumps(ckpt['model']['kwargs'])}`.", ""]
 
     out += ["## Training", "",
             _table(["setting", "value"], [

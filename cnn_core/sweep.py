@@ -19,8 +19,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import checkpoints as ck
 from .config import TrainConfig

@@ -5,8 +5,9 @@ logger is actually made, so training without ``--tensorboard`` never needs the p
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import CnnError
 

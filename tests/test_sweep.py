@@ -12,8 +12,16 @@ from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
 from cnn_core.errors import CnnError
 from cnn_core.history import delete_run, rename_run
-from cnn_core.sweep import (expand_grid, list_sweeps, read_sweep, run_names, run_sweep, settings_slug, swept_keys,
-                            to_markdown)
+from cnn_core.sweep import (
+    expand_grid,
+    list_sweeps,
+    read_sweep,
+    run_names,
+    run_sweep,
+    settings_slug,
+    swept_keys,
+    to_markdown,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=64, lr=0.05, schedule="onecycle",
