@@ -25,7 +25,7 @@ from typing import Any
 
 from . import checkpoints as ck
 from .config import TrainConfig
-from .errors import CnnError
+from .errors import CnnError, DataError
 
 SWEEPS = "sweeps"
 MAX_RUNS = 500
@@ -280,10 +280,10 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
                           should_stop=should_stop, log=say, tensorboard=tensorboard)
         except Diverged as e:
             say(f"[{i}/{n}] {row['run']}: {e}")
+        except DataError:
+            raise  # a missing or unreadable dataset fails every run alike: stop, do not table eight failures
         except CnnError as e:
-            if not (root_path / row["run"]).is_dir():
-                raise  # nothing was made: a problem with the whole sweep (missing dataset, ...), not this run
-            say(f"[{i}/{n}] {row['run']}: failed: {e}")
+            say(f"[{i}/{n}] {row['run']}: failed: {e}")  # e.g. out of GPU memory at this batch size
         else:
             if summary.get("run") != row["run"]:  # cannot happen unless the name was taken meanwhile
                 raise CnnError(f"run {row['run']} was trained as {summary.get('run')}; sweep stopped")

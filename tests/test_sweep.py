@@ -10,7 +10,7 @@ import pytest
 
 from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
+from cnn_core.errors import CnnError, DataError
 from cnn_core.history import delete_run, rename_run
 from cnn_core.sweep import (
     expand_grid,
@@ -121,6 +121,9 @@ def test_other_settings_under_a_sweeps_run_name_are_refused_before_training(runs
     with pytest.raises(CnnError, match="optimizer must be one of"):  # every combination is checked first
         run_sweep({"optimizer": ["sgd", "rmsprop"]}, BASE, name="typo")
     assert not (runs / "sweeps").exists()
+    with pytest.raises(DataError):  # a dataset problem stops the sweep at its first run
+        run_sweep({"lr": [0.1, 0.01]}, BASE.replace(dataset="folder:/no/such/folder"), name="nodata")
+    assert [r["state"] for r in read_sweep("nodata")] == ["failed", "pending"]
 
 
 def test_a_diverging_run_is_tabled_and_the_sweep_goes_on(runs):
