@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt")
     s.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     s.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    s.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files into the run")
     s = sub.add_parser("evaluate", help="metrics of a run's best checkpoint on its test (or val) split")
     s.add_argument("run")
     s.add_argument("--split", choices=("test", "val"), default="test")
@@ -207,7 +208,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     summary = fit(cfg or TrainConfig(), name=args.name, resume=args.resume, root=args.checkpoints,
-                  data_dir=args.data_dir, on_batch=_Bar(), should_stop=lambda: stop["flag"], log=log)
+                  data_dir=args.data_dir, on_batch=_Bar(), should_stop=lambda: stop["flag"], log=log,
+                  tensorboard=args.tensorboard)
     if args.json:
         print(json.dumps(summary))
     elif summary.get("state") == "cancelled":
@@ -270,7 +272,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import presets  # noqa: F401  (registers the named presets)
+    from . import cli_experiments, presets  # noqa: F401  (register the named presets, sweep and export)
 
     try:
         args = build_parser().parse_args(argv)

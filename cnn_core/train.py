@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints as ck
+from . import modelcard, tblog
 from .config import TrainConfig
 from .data import Dataset, channel_stats, load_dataset, stratified_split
 from .engine import (
@@ -258,9 +259,13 @@ class _Progress:
 def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike | None = None,
         root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
         on_epoch_end: Callable[[dict], None] | None = None, on_batch: Callable[[dict], None] | None = None,
-        should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train ``cfg`` into a run folder (or continue ``resume`` from its last.pt) and return the summary."""
+        should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
+        tensorboard: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` into a run folder (or continue ``resume`` from its last.pt) and return the summary.
+    ``tensorboard``: also write the per-epoch scalars as TensorBoard event files into the run folder."""
     say = log or (lambda _msg: None)
+    if tensorboard:
+        tblog.require_tensorboard()  # before a run folder is made
     set_threads()
     root_path = ck.runs_root(root)
     ck.clean_stale_tmp(root_path)
@@ -274,8 +279,9 @@ def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike 
         get_spec(cfg.model)  # a typo fails before a folder is made
         run_dir = ck.new_run_dir(root_path, name, cfg.model, cfg.dataset)
         ck.write_json(run_dir / "config.json", cfg.to_dict())
+    tb = tblog.TensorBoardLogger(run_dir, then=on_epoch_end) if tensorboard else None
     try:
-        return _fit(cfg, run_dir, resume is not None, data_dir, on_epoch_end, on_batch, should_stop, say)
+        return _fit(cfg, run_dir, resume is not None, data_dir, tb or on_epoch_end, on_batch, should_stop, say)
     except Diverged as e:
         msg = (f"diverged: {e}; best.pt is kept. Lower the learning rate (it was {cfg.lr:g}) or use a schedule "
                "with warm-up (onecycle)")
@@ -296,6 +302,9 @@ def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike 
     except BaseException as e:
         _status(run_dir, state="failed", message=f"{type(e).__name__}: {e}"[:300], pid=None)
         raise
+    finally:
+        if tb is not None:
+            tb.close()
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.PathLike | None,
@@ -397,6 +406,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
                "precision": str(amp).replace("torch.", "") if amp else "fp32"}
     _status(run_dir, **summary, message="", pid=None)
     (run_dir / "progress.json").unlink(missing_ok=True)
+    modelcard.write_after_training(run_dir, data_dir, prep, say)
     say(f"best val acc {best:.4f} (epoch {best_epoch}); test acc {test_acc:.4f}; "
         f"{train_seconds:.1f}s training")
     return summary
