@@ -67,20 +67,19 @@ def new_run_dir(root: Path, name: str | None, model: str, dataset: str) -> Path:
 def resolve_run(run: str | os.PathLike, root: Path | None = None) -> Path:
     """A run given by name, or by path to its folder.
 
-    A bare name only ever means ``root/<name>`` (never a folder next to the working directory), and must be a
-    valid run name. A path (with a separator) is accepted only if it is a real run folder: a directory whose
-    config.json names a model and a dataset. So ``--resume ../../somewhere`` cannot adopt an arbitrary folder
-    and write checkpoints into it.
+    Without a slash it is a name: it only ever means ``root/<name>`` (never a folder next to the working
+    directory) and must be a valid run name. A path is accepted only if it is a real run folder: a directory
+    whose config.json names a model and a dataset. So ``--resume ../../somewhere`` cannot adopt an arbitrary
+    folder and write checkpoints into it.
     """
     root = runs_root(root)
     text = os.fspath(run)
-    p = Path(text)
     try:
-        if text and not p.is_absolute() and len(p.parts) == 1:
+        if "/" not in text and os.sep not in text:  # a name ("." and ".." are names too, and invalid ones)
             if RUN_NAME.fullmatch(text) and _is_run_dir(root / text):
                 return root / text
-        elif text and _is_run_dir(p):
-            return p
+        elif _is_run_dir(Path(text)):
+            return Path(text)
     except (OSError, ValueError):  # a NUL byte, a name too long for the file system, ...
         pass
     names = ", ".join(r.name for r in list_run_dirs(root)[:10]) or "none yet"

@@ -294,8 +294,8 @@ def reader(digits_run):
     chosen: dict[int, Image.Image] = {}
     for i, im in enumerate(pics):
         y = int(ds.y_test[i])
-        if (probs[i].argmax() == y and probs[i].max() > 0.9 and dithered[i] == y and threshold[i] == y and y not in blank
-                and all(v[i] != y for v in bad_views) and y not in chosen):
+        if (probs[i].argmax() == y and probs[i].max() > 0.9 and dithered[i] == y and threshold[i] == y
+                and y not in blank and all(v[i] != y for v in bad_views) and y not in chosen):
             chosen[y] = im
     assert len(chosen) >= 3, "the digits model should read several digits confidently"
     return p, [(p.classes[y], im) for y, im in list(chosen.items())[:3]]
