@@ -26,6 +26,7 @@ from cnn_core.config import TrainConfig
 from cnn_core.engine import Batches
 from cnn_core.errors import CheckpointError, CnnError
 from cnn_core.inference import Predictor
+from cnn_core.models import build_model
 from cnn_core.train import Diverged, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,20 +126,16 @@ def test_a_crash_mid_write_keeps_the_previous_checkpoint_and_the_next_fit_cleans
 # ---------------------------------------------------------------------------------------------- disk full
 
 def test_disk_full_stops_training_and_keeps_a_consistent_checkpoint_to_resume(runs, monkeypatch):
-    disk = {"full": False, "pt": []}
+    disk = {"full": False, "epochs": 0}
 
     def fills_up(file: str) -> bool:
-        name = Path(file).name
-        if name.startswith(("best.pt", "last.pt")):
-            if disk["full"] or (name.startswith("best.pt") and any(n.startswith("last.pt") for n in disk["pt"])):
-                disk["full"] = True  # the first improvement after epoch 1 finds the disk full
-                return True
-            disk["pt"].append(name)
-        return False
+        if Path(file).name.startswith("best.pt") and disk["epochs"] >= 1:
+            disk["full"] = True  # the first improvement after epoch 1 finds the disk full...
+        return disk["full"] and Path(file).name.startswith(("best.pt", "last.pt"))  # ...for checkpoints
 
     fail_writes(monkeypatch, fills_up, enospc)
     with pytest.raises(CheckpointError) as e:
-        fit(SMALL, name="full")
+        fit(SMALL, name="full", on_epoch_end=lambda row: disk.update(epochs=row["epoch"]))
     msg = str(e.value)
     assert msg == ("disk full while saving best.pt; the previous copy is kept. Free some space (delete old runs) "
                    "and resume.")
@@ -150,8 +147,7 @@ def test_disk_full_stops_training_and_keeps_a_consistent_checkpoint_to_resume(ru
     assert best["epoch"] <= last["epoch"] and last["best_val_accuracy"] == best["best_val_accuracy"]
     assert not list(run.glob(f"*{ck.TMP_MARK}*"))
 
-    disk["full"], disk["pt"] = False, []  # space freed; writes succeed again
-    monkeypatch.setattr(ck, "open", open, raising=False)
+    monkeypatch.setattr(ck, "open", open, raising=False)  # space freed
     summary = fit(TrainConfig(), resume="full")
     assert summary["state"] == "finished"
     assert [r["epoch"] for r in ck.read_metrics(run)] == [1, 2, 3, 4]
@@ -237,6 +233,29 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_that_epoch(runs):
     assert after[:last_epoch] == before[:last_epoch]  # the finished epochs' history untouched
     assert summary["epochs_run"] == 5 and ck.run_info(run).state == "finished"
     assert ck.load_checkpoint(run / "last.pt")["epoch"] == 5
+
+
+def test_a_run_whose_process_died_is_interrupted_even_as_an_unreaped_zombie(runs):
+    """The app's worker may not have waited for a killed training process yet (a zombie): still not running."""
+    run = runs / "zombie"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(SMALL.to_dict()))
+    spec = {"name": "lenet5", "kwargs": {"num_classes": 10, "in_channels": 1, "input_size": 32}}
+    weights = build_model("lenet5", 10, 1, 32).state_dict()
+    ck.save_checkpoint({"format": 1, "model": spec, "state_dict": weights, "classes": list("0123456789"),
+                        "epoch": 1}, run / "last.pt")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        ck.write_json(run / "status.json", {"state": "running", "pid": child.pid})
+        assert ck.run_info(run).state == "running"
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while ck.run_info(run).state == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)  # the kill lands asynchronously; the child stays a zombie (we do not wait)
+        assert ck.run_info(run).state == "interrupted"
+    finally:
+        child.kill()
+        child.wait()
 
 
 # --------------------------------------------------------------------------------------------- divergence
