@@ -14,7 +14,9 @@ import io
 import json
 import os
 import re
+import secrets
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ def runs_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def validate_run_name(name: str) -> str:
-    if not isinstance(name, str) or not RUN_NAME.match(name):
+    """A run name is also a folder name: no separators, no dots, nothing to escape the checkpoints root."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
         raise CnnError(f"run name {name!r} is not allowed: use 1-64 letters, digits, '-' or '_', "
                        "starting with a letter or digit")
     return name
@@ -45,7 +48,7 @@ def validate_run_name(name: str) -> str:
 
 def new_run_dir(root: Path, name: str | None, model: str, dataset: str) -> Path:
     """A fresh run folder; a taken name gets a -2, -3, ... suffix rather than overwriting a run."""
-    if name:
+    if name is not None:  # None: name it automatically; "" or "   " is a typing slip, refused
         base = validate_run_name(name)
     else:
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.split(":")[0])
@@ -62,15 +65,30 @@ def new_run_dir(root: Path, name: str | None, model: str, dataset: str) -> Path:
 
 
 def resolve_run(run: str | os.PathLike, root: Path | None = None) -> Path:
-    """A run given by name (inside the checkpoints root) or by path to its folder."""
+    """A run given by name, or by path to its folder.
+
+    Without a slash it is a name: it only ever means ``root/<name>`` (never a folder next to the working
+    directory) and must be a valid run name. A path is accepted only if it is a real run folder: a directory
+    whose config.json names a model and a dataset. So ``--resume ../../somewhere`` cannot adopt an arbitrary
+    folder and write checkpoints into it.
+    """
     root = runs_root(root)
-    p = Path(run)
-    candidates = [p] if (p.is_absolute() or len(p.parts) > 1) else [root / p, p]
-    for c in candidates:
-        if c.is_dir() and ((c / "config.json").is_file() or (c / "last.pt").is_file() or (c / "best.pt").is_file()):
-            return c
+    text = os.fspath(run)
+    try:
+        if "/" not in text and os.sep not in text:  # a name ("." and ".." are names too, and invalid ones)
+            if RUN_NAME.fullmatch(text) and _is_run_dir(root / text):
+                return root / text
+        elif _is_run_dir(Path(text)):
+            return Path(text)
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system, ...
+        pass
     names = ", ".join(r.name for r in list_run_dirs(root)[:10]) or "none yet"
-    raise CnnError(f"no run {str(run)!r} in {root}; runs: {names}")
+    raise CnnError(f"no run {text!r} in {root}; runs: {names}")
+
+
+def _is_run_dir(p: Path) -> bool:
+    cfg = read_json(p / "config.json") if p.is_dir() else {}
+    return isinstance(cfg.get("model"), str) and isinstance(cfg.get("dataset"), str)
 
 
 def list_run_dirs(root: Path | None = None) -> list[Path]:
@@ -78,7 +96,14 @@ def list_run_dirs(root: Path | None = None) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted((p for p in root.iterdir() if p.is_dir() and (p / "config.json").is_file()),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+                  key=_mtime, reverse=True)
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:  # deleted while we looked
+        return 0.0
 
 
 # -------------------------------------------------------------------------------------------- atomic writes
@@ -100,7 +125,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Temp file in the same folder, flush, fsync, rename: a crash leaves the old file or the new, never half.
     A full disk raises CheckpointError and leaves the previous file as it was."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    # pid first (clean_stale_tmp reads it), then a token: two threads of one process never share a temp file
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -125,10 +151,12 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """The object in a JSON file, or {} when it is missing, unreadable or not an object."""
     try:
-        return json.loads(Path(path).read_text())
+        obj = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
@@ -138,14 +166,17 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
 
 
 def clean_stale_tmp(root: Path | None = None) -> int:
-    """Remove temp files left by a crash mid-write (their process is gone). Returns how many went."""
+    """Remove temp files left by a crash mid-write (their process is gone). Returns how many went.
+
+    A temp file of a live process, this one included, is a write in progress (another run, another thread)
+    and stays."""
     root = runs_root(root)
     removed = 0
     if not root.is_dir():
         return 0
     for p in root.glob(f"*/*{TMP_MARK}*"):
-        pid = p.name.rsplit(TMP_MARK, 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        pid = p.name.rsplit(TMP_MARK, 1)[-1].split("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
             continue
         p.unlink(missing_ok=True)
         removed += 1
@@ -153,53 +184,92 @@ def clean_stale_tmp(root: Path | None = None) -> int:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all we have
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 # ------------------------------------------------------------------------------------------------- loading
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load with ``weights_only=True`` only: a file that would run code is refused, never executed."""
+def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, Any]:
+    """Load with ``weights_only=True`` only: a file that would run code is refused, never executed.
+    ``mmap``: map the tensors instead of reading them (cheap checks of large files)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (an interrupted copy?)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        mmap = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format; others say so differently
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - every failure here means the same thing to the user
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        # torch wraps the unpickler's reason in paragraphs of advice; the reason is the last of them
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Check the doc")]
+        reason = lines[-1][:160] if lines else type(e).__name__
+        if "global" in reason.lower():  # it names a function or class to import: code, not data
             raise CheckpointError(f"checkpoint {path.name} holds objects that could run code; refused "
                                   f"(only plain tensors and numbers are loaded)") from None
-        raise CheckpointError(f"checkpoint {path.name} is not readable ({first})") from None
+        raise CheckpointError(f"checkpoint {path.name} is not readable, damaged or not a checkpoint ({reason})"
+                              ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise CheckpointError(f"checkpoint {path.name} is not a cnn_core checkpoint (no format/state_dict)")
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
-    """Rebuild the model the checkpoint describes and load its weights; a mismatch is a clear error."""
+def _build_described(ckpt: dict[str, Any]) -> nn.Module:
     from .models import build_model
 
-    spec = ckpt.get("model", {})
+    spec = ckpt.get("model")
     try:
-        model = build_model(spec["name"], **spec.get("kwargs", {}))
-    except CnnError:
-        raise
-    except (KeyError, TypeError) as e:
+        return build_model(spec["name"], **spec.get("kwargs", {}))
+    except CnnError as e:  # e.g. a model another version registered
+        raise CheckpointError(f"checkpoint is for a model this version cannot build: {e}") from None
+    except Exception as e:  # noqa: BLE001 - odd arguments fail in the builder in many ways
         raise CheckpointError(f"checkpoint does not describe a model this version knows ({e})") from None
+
+
+def check_fits(ckpt: dict[str, Any]) -> None:
+    """Raise CheckpointError unless the weights fit the model the checkpoint names, with one output per class
+    name. Builds on the meta device: no memory and no time, so listing many runs stays cheap."""
+    with torch.device("meta"):
+        model = _build_described(ckpt)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    sd = ckpt["state_dict"]
+    got = {k: tuple(v.shape) for k, v in sd.items() if isinstance(v, torch.Tensor)} if isinstance(sd, dict) else {}
+    name = ckpt["model"]["name"]
+    if want.keys() != got.keys():
+        odd = sorted(want.keys() ^ got.keys())
+        raise CheckpointError(f"checkpoint weights do not fit {name}: {len(odd)} layers differ ({odd[0]}, ...); "
+                              "it was saved for another architecture")
+    for k, shape in want.items():
+        if got[k] != shape:
+            raise CheckpointError(f"checkpoint weights do not fit {name}: {k} is {got[k]}, the model has {shape}"
+                                  " (another class count or input size?)")
+    classes = ckpt.get("classes")
+    outputs = ckpt["model"].get("kwargs", {}).get("num_classes")
+    if not isinstance(classes, list) or (outputs is not None and len(classes) != outputs):
+        n = len(classes) if isinstance(classes, list) else 0
+        raise CheckpointError(f"checkpoint has {n} class names for {outputs} outputs")
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
+    """Rebuild the model the checkpoint describes and load its weights; a mismatch is a clear error."""
+    check_fits(ckpt)
+    model = _build_described(ckpt)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError) as e:
         detail = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint weights do not fit {spec.get('name')} ({detail})") from None
+        raise CheckpointError(f"checkpoint weights do not fit {ckpt['model']['name']} ({detail})") from None
     return model.eval()
 
 
@@ -252,18 +322,63 @@ class RunInfo:
                 "test_accuracy": self.test_accuracy, "updated": self.updated, "message": self.message}
 
 
+_VERDICTS: dict[tuple, str | None] = {}  # checkpoint file version -> why it is unusable (None: usable)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why this checkpoint cannot be used, or None. Safe (weights_only), cheap (mapped, meta-device model) and
+    remembered per file version, so a runs list can check every run each time it is drawn."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return f"{Path(path).name} is missing"
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _VERDICTS:
+        try:
+            check_fits(load_checkpoint(path, mmap=True))
+            verdict = None
+        except CnnError as e:
+            verdict = str(e)
+        except Exception as e:  # noqa: BLE001 - a listing must never break on one bad file
+            verdict = f"checkpoint {Path(path).name} cannot be used ({type(e).__name__})"
+        if len(_VERDICTS) > 4096:
+            _VERDICTS.clear()
+        _VERDICTS[key] = verdict
+    return _VERDICTS[key]
+
+
+def _num(v: Any, kind: type, default: Any) -> Any:
+    try:
+        return kind(v) if v is not None else default
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
 def run_info(run_dir: Path) -> RunInfo:
+    """What a runs list shows; never raises. A run whose checkpoint cannot be loaded is "unusable", with why."""
+    run_dir = Path(run_dir)
     cfg = read_json(run_dir / "config.json")
     st = read_json(run_dir / "status.json")
-    state = st.get("state", "unknown")
-    if state == "running" and st.get("pid") and not _alive(int(st["pid"])):
+    state = str(st.get("state", "unknown"))
+    message = str(st.get("message") or "")
+    pid = _num(st.get("pid"), int, 0)
+    if state == "running" and pid > 0 and not _alive(pid):
         state = "interrupted"  # the process died without a word: resume it from last.pt
-    has_ckpt = (run_dir / "best.pt").is_file() or (run_dir / "last.pt").is_file()
-    if not has_ckpt and state not in ("running", "queued"):
+    ckpt = next((run_dir / n for n in ("best.pt", "last.pt") if (run_dir / n).is_file()), None)
+    if ckpt is None and state not in ("running", "queued"):
         state = "unusable" if state != "failed" else state
-    return RunInfo(run_dir.name, run_dir, cfg.get("model", "?"), cfg.get("dataset", "?"), state,
-                   int(st.get("epochs_run", len(read_metrics(run_dir)))), st.get("best_val_accuracy"),
-                   st.get("test_accuracy"), float(st.get("updated", run_dir.stat().st_mtime)), st.get("message", ""))
+    elif ckpt is not None and state not in ("running", "queued"):
+        problem = checkpoint_problem(ckpt)
+        if problem:
+            state, message = "unusable", problem
+    try:
+        mtime = run_dir.stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    return RunInfo(run_dir.name, run_dir, str(cfg.get("model", "?")), str(cfg.get("dataset", "?")), state,
+                   _num(st.get("epochs_run"), int, None) or len(read_metrics(run_dir)),
+                   _num(st.get("best_val_accuracy"), float, None), _num(st.get("test_accuracy"), float, None),
+                   _num(st.get("updated"), float, mtime), message)
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:

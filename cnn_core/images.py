@@ -20,7 +20,19 @@ from .errors import ImageError
 
 MAX_BYTES = 10 * 1024 * 1024  # the upload cap (the app's server.maxUploadSize says the same)
 MAX_PIXELS = 40_000_000  # a 24-megapixel phone photo passes; a few-KB file declaring 200 MP does not
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO")
+PARSERS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")  # the only Pillow plugins that ever see the bytes
+FORMATS = (*PARSERS, "MPO")  # MPO: a phone's multi-picture JPEG, opened by the JPEG parser
+NOT_AN_IMAGE = ("not an image file this app can read: use JPEG, PNG, WebP, BMP, GIF or TIFF "
+                "(export HEIC photos as JPEG)")
+
+# Pillow warns above this many pixels and refuses above twice as many; load_image turns the warning into a
+# refusal, so a bomb is stopped by Pillow at this limit, and by our own check if another library lifts it.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def _too_many_pixels(w: int | None = None, h: int | None = None) -> str:
+    size = f"{w}x{h} pixels ({w * h / 1e6:.0f} MP)" if w and h else "more pixels"
+    return f"image declares {size} than the {MAX_PIXELS / 1e6:.0f} MP limit allows (a decompression bomb?)"
 
 
 def read_bytes(source: str | os.PathLike | bytes, max_bytes: int = MAX_BYTES) -> bytes:
@@ -51,13 +63,12 @@ def load_image(source: str | os.PathLike | bytes, draft_size: int | None = None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=PARSERS)
             if im.format not in FORMATS:
                 raise ImageError(f"unsupported image format {im.format}; use JPEG, PNG, WebP, BMP, GIF or TIFF")
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise ImageError(f"image is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the "
-                                 f"{MAX_PIXELS / 1e6:.0f} MP limit")
+                raise ImageError(_too_many_pixels(w, h))
             if w < 1 or h < 1:
                 raise ImageError("image has no pixels")
             if draft_size and im.format in ("JPEG", "MPO"):
@@ -65,17 +76,26 @@ def load_image(source: str | os.PathLike | bytes, draft_size: int | None = None,
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animations: the first frame
             im.load()  # decode everything now: a truncated file fails here, not later
-            im = ImageOps.exif_transpose(im)
-            return _to_plain_mode(im)
+            return _to_plain_mode(_upright(im))
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("not a usable image (unrecognised, or too many pixels)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(_too_many_pixels()) from None
+    except UnidentifiedImageError:
+        raise ImageError(NOT_AN_IMAGE) from None
+    except Exception as e:  # noqa: BLE001 - hostile bytes break decoders in many ways (TypeError, struct.error..)
         msg = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
         if "truncated" in msg.lower():
             raise ImageError("the image file is truncated (an incomplete upload?)") from None
         raise ImageError(f"the image could not be decoded ({msg})") from None
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block costs the rotation, not the photo."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - malformed EXIF raises struct.error, TypeError, ...
+        return im
 
 
 def _to_plain_mode(im: Image.Image) -> Image.Image:

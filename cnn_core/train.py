@@ -3,6 +3,7 @@ the same code runs from the CLI, the app's worker and a GPU server, and never im
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -36,7 +37,11 @@ from .models import build_model, count_parameters, get_spec
 
 
 class Diverged(CnnError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite. ``advice``: what to change (default: the learning rate)."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.advice = advice
 
 
 class Cancelled(Exception):
@@ -156,6 +161,9 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
         lv = loss.item()
         if not math.isfinite(lv):
+            if not bool(torch.isfinite(x).all()):  # not the optimiser's fault: no learning rate fixes this
+                raise Diverged(f"the input images held NaN or infinite values at batch {i + 1}",
+                               advice="Check the dataset and its normalisation (a zero standard deviation?)")
             raise Diverged(f"loss became {lv} at batch {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -235,6 +243,14 @@ def _status(run_dir: Path, /, **fields: Any) -> None:
     ck.write_json(run_dir / "status.json", st)
 
 
+def _final_status(run_dir: Path, /, **fields: Any) -> None:
+    """A run's last words, if the disk takes them: a full disk must not hide the error that ended the run."""
+    try:
+        _status(run_dir, **fields)
+    except CnnError:
+        pass
+
+
 class _Progress:
     """Throttled progress.json for the app, and the caller's on_batch."""
 
@@ -281,30 +297,36 @@ def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike 
         ck.write_json(run_dir / "config.json", cfg.to_dict())
     tb = tblog.TensorBoardLogger(run_dir, then=on_epoch_end) if tensorboard else None
     try:
-        return _fit(cfg, run_dir, resume is not None, data_dir, tb or on_epoch_end, on_batch, should_stop, say)
+        return _fit(cfg, run_dir, bool(resume), data_dir, tb or on_epoch_end, on_batch, should_stop, say)
     except Diverged as e:
-        msg = (f"diverged: {e}; best.pt is kept. Lower the learning rate (it was {cfg.lr:g}) or use a schedule "
-               "with warm-up (onecycle)")
-        _status(run_dir, state="diverged", message=msg, pid=None)
-        raise Diverged(msg) from None
+        kept = "best.pt is kept" if (run_dir / "best.pt").is_file() else "no epoch finished, so nothing was saved"
+        advice = e.advice or (f"Lower the learning rate (it was {cfg.lr:g}) or use a schedule with warm-up "
+                              "(onecycle)")
+        msg = f"diverged: {e}; {kept}. {advice}"
+        _final_status(run_dir, state="diverged", message=msg, pid=None)
+        raise Diverged(msg, e.advice) from None
     except Cancelled:
-        _status(run_dir, state="cancelled", message="cancelled; resume it to continue from last.pt", pid=None)
+        _final_status(run_dir, state="cancelled", message="cancelled; resume it to continue from last.pt", pid=None)
         return {"run": run_dir.name, "run_dir": str(run_dir), "state": "cancelled",
                 **ck.read_json(run_dir / "status.json")}
     except torch.cuda.OutOfMemoryError:
-        msg = (f"the GPU ran out of memory at batch size {cfg.batch_size}; try a smaller batch size "
-               f"(e.g. {max(1, cfg.batch_size // 2)})")
-        _status(run_dir, state="failed", message=msg, pid=None)
-        raise CnnError(msg) from None
+        pass  # reported below, outside this block: the error must not keep the failed step's tensors alive
     except CnnError as e:
-        _status(run_dir, state="failed", message=str(e), pid=None)
+        _final_status(run_dir, state="failed", message=str(e), pid=None)
         raise
     except BaseException as e:
-        _status(run_dir, state="failed", message=f"{type(e).__name__}: {e}"[:300], pid=None)
+        _final_status(run_dir, state="failed", message=f"{type(e).__name__}: {e}"[:300], pid=None)
         raise
     finally:
         if tb is not None:
             tb.close()
+    gc.collect()  # the model, optimizer and batches of the failed run are unreachable now; hand memory back
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    msg = (f"the GPU ran out of memory at batch size {cfg.batch_size}; try a smaller batch size "
+           f"(e.g. {max(1, cfg.batch_size // 2)})")
+    _final_status(run_dir, state="failed", message=msg, pid=None)
+    raise CnnError(msg)
 
 
 def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.PathLike | None,
@@ -375,9 +397,11 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
         else:
             stale += 1
         payload = checkpoint_payload(cfg, prep, model, epoch, history, optimizer, scheduler, best)
-        ck.save_checkpoint(payload, run_dir / "last.pt")
+        # best.pt first: a crash between the two leaves last.pt one epoch behind, and the resumed run redoes
+        # the epoch and its best.pt. The other order would resume believing in a best.pt never written.
         if improved:
             ck.save_checkpoint({**payload, "optimizer": None, "scheduler": None}, run_dir / "best.pt")
+        ck.save_checkpoint(payload, run_dir / "last.pt")
         _status(run_dir, epochs_run=epoch, best_val_accuracy=round(best, 5), best_epoch=best_epoch)
         say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss {val_loss:.4f} "
             f"acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")

@@ -1,0 +1,190 @@
+"""Checkpoints from the disk are untrusted: loading never runs code, and a broken or foreign checkpoint is one
+clear line, "unusable" in every list, and never an exception out of a listing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnn_core import checkpoints as ck
+from cnn_core.cli import main
+from cnn_core.config import TrainConfig
+from cnn_core.errors import CheckpointError, CnnError
+from cnn_core.inference import Predictor
+from cnn_core.models import build_model
+from cnn_core.train import fit
+
+
+class Planted:
+    """Pickles into "run this command when loaded": what a hostile checkpoint carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def make_run(root: Path, name: str, source: Path, best: bytes | None = None, last: bytes | None = None) -> Path:
+    """A run folder that looks finished (config and status copied from a real run) with the given files."""
+    run = root / name
+    run.mkdir(parents=True)
+    for f in ("config.json", "status.json", "metrics.csv"):
+        shutil.copy(source / f, run / f)
+    for f, data in (("best.pt", best), ("last.pt", last)):
+        if data is not None:
+            (run / f).write_bytes(data)
+    return run
+
+
+def saved(obj) -> bytes:
+    path = Path(os.environ["CNN_CHECKPOINTS"]) / ".scratch.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def test_a_checkpoint_that_would_run_a_command_is_refused_and_it_never_runs(runs, digits_run, tmp_path,
+                                                                            monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    good = ck.load_checkpoint(digits_run / "best.pt")
+    evil = saved({**good, "classes": [*good["classes"][:9], Planted(marker)]})
+    run = make_run(runs, "evil", digits_run, best=evil, last=evil)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # an environment asking torch to be unsafe
+
+    for path in (run / "best.pt", run / "last.pt"):
+        with pytest.raises(CheckpointError, match="could run code; refused"):
+            ck.load_checkpoint(path)
+    with pytest.raises(CheckpointError):
+        Predictor.from_run("evil")
+    info = {r.name: r for r in ck.list_runs()}["evil"]
+    assert info.state == "unusable" and "could run code" in info.message
+    image = tmp_path / "x.png"
+    image.write_bytes((digits_run / "config.json").read_bytes())  # the file is never reached anyway
+    assert main(["predict", "evil", str(image)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could run code" in err[0]
+    with pytest.raises(CheckpointError):
+        fit(TrainConfig(), resume="evil")  # resuming loads last.pt
+    assert not marker.exists()
+
+    # the control: the same file, loaded the unsafe way, does run its command
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    torch.load(run / "best.pt", weights_only=False)
+    assert marker.exists()
+
+
+def _foreign(good: dict, kind: str) -> dict:
+    if kind == "another architecture":
+        other = build_model("simple_cnn", 10, 1, 32)
+        return {**good, "state_dict": other.state_dict()}
+    if kind == "another class count":
+        three = build_model("lenet5", 3, 1, 32)
+        return {**good, "state_dict": three.state_dict()}
+    if kind == "another input size":
+        return {**good, "model": {**good["model"], "kwargs": {**good["model"]["kwargs"], "in_channels": 3}}}
+    if kind == "class names do not match outputs":
+        return {**good, "classes": good["classes"][:4]}
+    if kind == "unknown model":
+        return {**good, "model": {**good["model"], "name": "lenet9000"}}
+    if kind == "nonsense arguments":
+        return {**good, "model": {**good["model"], "kwargs": {"num_classes": -5}}}
+    raise AssertionError(kind)
+
+
+BROKEN = {
+    "empty": ("", "empty"),
+    "truncated": ("half", "not readable"),
+    "random bytes": ("random", "not readable"),
+    "zip-looking random bytes": ("zip", "not readable"),
+    "a JSON file": ("json", "not readable"),
+    "a plain list": ("list", "not a cnn_core checkpoint"),
+}
+FOREIGN = {
+    "another architecture": "another architecture",
+    "another class count": "(3, 84)",
+    "another input size": "features.0.weight",
+    "class names do not match outputs": "4 class names for 10 outputs",
+    "unknown model": "lenet9000",
+    "nonsense arguments": "does not describe a model",
+}
+
+
+def _broken_bytes(kind: str, good_file: Path) -> bytes:
+    data = good_file.read_bytes()
+    rng = torch.Generator().manual_seed(0)
+    return {"": b"", "half": data[:len(data) // 2],
+            "random": bytes(torch.randint(0, 256, (4096,), generator=rng, dtype=torch.uint8).tolist()),
+            "zip": b"PK\x03\x04" + bytes(torch.randint(0, 256, (4096,), generator=rng,
+                                                        dtype=torch.uint8).tolist()),
+            "json": json.dumps({"format": 1}).encode(),
+            "list": saved([1, 2, 3])}[kind]
+
+
+@pytest.mark.parametrize("kind", [*BROKEN, *FOREIGN])
+def test_broken_or_foreign_checkpoints_get_one_clear_line_everywhere(kind, runs, digits_run, capsys):
+    if kind in BROKEN:
+        data, needle = _broken_bytes(BROKEN[kind][0], digits_run / "best.pt"), BROKEN[kind][1]
+    else:
+        data, needle = saved(_foreign(ck.load_checkpoint(digits_run / "best.pt"), kind)), FOREIGN[kind]
+    name = "bad-" + kind.replace(" ", "-")
+    run = make_run(runs, name, digits_run, best=data)
+
+    with pytest.raises(CheckpointError) as e:
+        ck.model_from_checkpoint(ck.load_checkpoint(run / "best.pt"))
+    msg = str(e.value)
+    assert needle in msg and "\n" not in msg, msg
+    with pytest.raises(CheckpointError) as e:
+        Predictor.from_run(name)
+    assert str(e.value) == msg
+    assert ck.checkpoint_problem(run / "best.pt") == msg
+
+    infos = {r.name: r for r in ck.list_runs()}  # never raises, shows why
+    assert infos[name].state == "unusable" and infos[name].message == msg
+    assert main(["runs"]) == 0
+    assert main(["evaluate", name]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"error: {msg}"
+
+
+def test_a_good_checkpoint_is_listed_as_finished_and_its_check_is_remembered(runs, digits_run, monkeypatch):
+    make_run(runs, "good", digits_run, best=(digits_run / "best.pt").read_bytes())
+    assert {r.name: r.state for r in ck.list_runs()} == {"good": "finished"}
+    calls = []
+    real = ck.load_checkpoint
+    monkeypatch.setattr(ck, "load_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for _ in range(3):
+        assert ck.list_runs()[0].state == "finished"
+    assert calls == []  # drawing a runs list again costs no reload
+    (runs / "good" / "best.pt").write_bytes(b"")  # a changed file is checked again
+    assert ck.list_runs()[0].state == "unusable"
+
+
+def test_garbage_run_files_never_break_a_listing(runs, digits_run):
+    odd = {"list-status": ("config.json", "[1, 2]", "status.json", "[]"),
+           "text-numbers": ("config.json", '{"model": "lenet5"}', "status.json",
+                            '{"state": "finished", "epochs_run": "many", "pid": "x", "updated": "soon", '
+                            '"best_val_accuracy": "high"}'),
+           "binary-config": ("config.json", "\x00\xff", "status.json", "{"),
+           "running-with-bad-pid": ("config.json", "{}", "status.json", '{"state": "running", "pid": -1}')}
+    for name, (f1, t1, f2, t2) in odd.items():
+        (runs / name).mkdir(parents=True)
+        (runs / name / f1).write_text(t1)
+        (runs / name / f2).write_text(t2)
+    (runs / "text-numbers" / "best.pt").write_bytes((digits_run / "best.pt").read_bytes())
+    infos = {r.name: r for r in ck.list_runs()}
+    assert set(infos) == set(odd)
+    assert infos["text-numbers"].state == "finished" and infos["text-numbers"].epochs_run == 0
+    assert infos["text-numbers"].best_val_accuracy is None
+    assert infos["list-status"].state == "unusable"
+    json.dumps([r.to_dict() for r in infos.values()], default=str)
+    with pytest.raises(CnnError, match="no run"):
+        Predictor.from_run("list-status")  # its config names no model: not a run
