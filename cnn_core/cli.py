@@ -92,6 +92,18 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     return TrainConfig(**opts)
 
 
+def config_args(cfg: TrainConfig) -> list[str]:
+    """The train flags that rebuild ``cfg`` (the inverse of config_from_args), e.g. to launch it under torchrun."""
+    if cfg.extra:
+        raise CnnError(f"model arguments {sorted(cfg.extra)} have no command-line flags; train this config "
+                       "with fit() instead")
+    out = ["--preset", cfg.preset] if cfg.preset else []
+    for k in _FLAG_FIELDS:
+        v = getattr(cfg, k)
+        out += [f"--{k.replace('_', '-')}", ("on" if v else "off") if isinstance(v, bool) else str(v)]
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m cnn_core", description="Train, evaluate and use CNN image classifiers.")
     p.add_argument("--checkpoints", help="runs folder (default $CNN_CHECKPOINTS or ./checkpoints)")
@@ -192,6 +204,7 @@ class _Bar:
 
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .train import fit
 
     stop = {"flag": False}
@@ -207,9 +220,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CnnError("train needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
         cfg = config_from_args(args)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    summary = fit(cfg or TrainConfig(), name=args.name, resume=args.resume, root=args.checkpoints,
-                  data_dir=args.data_dir, on_batch=_Bar(), should_stop=lambda: stop["flag"], log=log,
-                  tensorboard=args.tensorboard)
+    try:
+        summary = fit(cfg or TrainConfig(), name=args.name, resume=args.resume, root=args.checkpoints,
+                      data_dir=args.data_dir, on_batch=_Bar(), should_stop=lambda: stop["flag"], log=log,
+                      tensorboard=args.tensorboard)
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
+    if not distributed.is_main():
+        return 0  # rank 0 prints for the whole job
     if args.json:
         print(json.dumps(summary))
     elif summary.get("state") == "cancelled":

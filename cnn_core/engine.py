@@ -59,6 +59,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def set_threads() -> int:
     """Use every core for intra-op work (the default can be fewer inside containers); no inter-op pool."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = n // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) or 1  # torchrun's processes on this machine share them
     n = int(os.environ.get("CNN_THREADS", n))
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
@@ -132,6 +133,12 @@ class Normalize:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of ``n`` training images in ``epoch``; distributed ranks deal out the same one."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
 class Batches:
     """Mini-batches from uint8 tensors already on the device. Shuffling is seeded per epoch, so a resumed run
     sees the same order it would have seen without the interruption."""
@@ -144,6 +151,7 @@ class Batches:
         self.drop_single = drop_single  # training: a trailing batch of one image breaks batch norm
         self.epoch = 0
         self.indices: torch.Tensor | None = None  # restricts to a subset (a distributed shard)
+        self.rank = 0  # a distributed rank draws its own augmentations, not the same ones as rank 0
 
     def __len__(self) -> int:
         n = len(self.indices) if self.indices is not None else len(self.x)
@@ -155,12 +163,11 @@ class Batches:
         self.epoch = epoch
 
     def order(self) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         base = self.indices if self.indices is not None else torch.arange(len(self.x))
-        return base[torch.randperm(len(base), generator=gen)] if self.shuffle else base
+        return base[epoch_permutation(len(base), self.seed, self.epoch)] if self.shuffle else base
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7 + 1_000_003 * self.rank)
         order = self.order().to(self.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints as ck
-from . import modelcard, tblog
+from . import distributed, modelcard, tblog
 from .config import TrainConfig
 from .data import Dataset, channel_stats, load_dataset, stratified_split
 from .engine import (
@@ -238,6 +238,8 @@ def checkpoint_payload(cfg: TrainConfig, prep: Prepared, model: nn.Module, epoch
 
 
 def _status(run_dir: Path, /, **fields: Any) -> None:
+    if not distributed.is_main():
+        return  # rank 0 keeps the run's files
     st = ck.read_json(run_dir / "status.json")
     st.update(fields, updated=time.time())
     ck.write_json(run_dir / "status.json", st)
@@ -259,6 +261,8 @@ class _Progress:
         self.epoch, self.epochs, self.start = 0, 0, time.perf_counter()
 
     def __call__(self, i: int, n: int, loss: float) -> None:
+        if not distributed.is_main():
+            return
         info = {"epoch": self.epoch, "epochs": self.epochs, "batch": i, "batches": n, "loss": loss,
                 "elapsed": time.perf_counter() - self.start}
         if self.on_batch is not None:
@@ -283,21 +287,14 @@ def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike 
     if tensorboard:
         tblog.require_tensorboard()  # before a run folder is made
     set_threads()
-    root_path = ck.runs_root(root)
-    ck.clean_stale_tmp(root_path)
-    if resume:
-        run_dir = ck.resolve_run(resume, root_path)
-        saved = ck.read_json(run_dir / "config.json")
-        if not saved:
-            raise CnnError(f"run {run_dir.name} has no readable config.json; it cannot be resumed")
-        cfg = TrainConfig.from_dict(saved)
-    else:
-        get_spec(cfg.model)  # a typo fails before a folder is made
-        run_dir = ck.new_run_dir(root_path, name, cfg.model, cfg.dataset)
-        ck.write_json(run_dir / "config.json", cfg.to_dict())
+    ddp = distributed.setup()  # started by torchrun: join its process group; otherwise a single process
+    if not ddp.is_main:
+        say, on_epoch_end, on_batch, tensorboard = (lambda _msg: None), None, None, False  # rank 0 reports
+    run_dir, cfg = ddp.from_main(_open_run, cfg, name, resume, root)
     tb = tblog.TensorBoardLogger(run_dir, then=on_epoch_end) if tensorboard else None
     try:
-        return _fit(cfg, run_dir, bool(resume), data_dir, tb or on_epoch_end, on_batch, should_stop, say)
+        with ddp.peer_failures():  # a distributed job whose other process died: say so in one line
+            return _fit(cfg, run_dir, bool(resume), data_dir, tb or on_epoch_end, on_batch, should_stop, say, ddp)
     except Diverged as e:
         kept = "best.pt is kept" if (run_dir / "best.pt").is_file() else "no epoch finished, so nothing was saved"
         advice = e.advice or (f"Lower the learning rate (it was {cfg.lr:g}) or use a schedule with warm-up "
@@ -329,22 +326,45 @@ def fit(cfg: TrainConfig, *, name: str | None = None, resume: str | os.PathLike 
     raise CnnError(msg)
 
 
+def _open_run(cfg: TrainConfig, name: str | None, resume: str | os.PathLike | None,
+              root: str | os.PathLike | None) -> tuple[Path, TrainConfig]:
+    """The run folder (new, or the one to resume) and its config; in a distributed job rank 0 does this."""
+    root_path = ck.runs_root(root)
+    ck.clean_stale_tmp(root_path)
+    if resume:
+        run_dir = ck.resolve_run(resume, root_path)
+        saved = ck.read_json(run_dir / "config.json")
+        if not saved:
+            raise CnnError(f"run {run_dir.name} has no readable config.json; it cannot be resumed")
+        cfg = TrainConfig.from_dict(saved)
+        distributed.per_rank_batch(cfg.batch_size)
+    else:
+        get_spec(cfg.model)  # a typo fails before a folder is made
+        distributed.per_rank_batch(cfg.batch_size)  # and so does a batch N processes cannot split evenly
+        run_dir = ck.new_run_dir(root_path, name, cfg.model, cfg.dataset)
+        ck.write_json(run_dir / "config.json", cfg.to_dict())
+    return run_dir, cfg
+
+
 def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.PathLike | None,
          on_epoch_end: Callable[[dict], None] | None, on_batch: Callable[[dict], None] | None,
-         should_stop: Callable[[], bool] | None, say: Callable[[str], None]) -> dict[str, Any]:
+         should_stop: Callable[[], bool] | None, say: Callable[[str], None],
+         ddp: distributed.Dist) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = pick_device(cfg.device)
     amp = pick_precision(cfg.precision, device)
     _status(run_dir, state="running", pid=os.getpid(), message="loading data", device=device_name(device))
     t_data = time.perf_counter()
-    prep = prepare_data(cfg, data_dir, device)
+    with ddp.local_main_first():  # one process per machine builds a missing dataset cache
+        prep = prepare_data(cfg, data_dir, device)
     data_seconds = time.perf_counter() - t_data
     model = build_model(cfg.model, len(prep.classes), prep.channels, prep.size, **cfg.extra)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = ddp.sync_batchnorm(model.to(device, memory_format=torch.channels_last), device)
     train_b = Batches(prep.x_train, prep.y_train, cfg.batch_size, prep.normalize(), shuffle=True,
                       augment=prep.augment if cfg.augment else None, seed=cfg.seed, max_batches=cfg.max_batches,
                       drop_single=True)
+    ddp.shard_train(train_b)  # --batch-size is global: each rank takes its share of every step
     val_b = eval_batches(prep, "val")
     if cfg.max_batches:
         val_b.max_batches = cfg.max_batches
@@ -353,24 +373,29 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
 
     start_epoch, best, best_epoch, history = 1, -1.0, 0, []
-    if resuming and (run_dir / "last.pt").is_file():
-        last = ck.load_checkpoint(run_dir / "last.pt")
+    if resuming and ddp.from_main((run_dir / "last.pt").is_file):
+        last = ddp.from_main(ck.load_checkpoint, run_dir / "last.pt")
         model.load_state_dict(last["state_dict"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
         if isinstance(last.get("rng"), torch.Tensor):
             torch.set_rng_state(last["rng"])
         start_epoch, best = int(last["epoch"]) + 1, float(last["best_val_accuracy"])
-        history = [r for r in ck.read_metrics(run_dir) if int(r["epoch"]) <= int(last["epoch"])]
+        history = [r for r in ddp.from_main(ck.read_metrics, run_dir) if int(r["epoch"]) <= int(last["epoch"])]
         best_epoch = max(history, key=lambda r: r["val_accuracy"])["epoch"] if history else 0
         say(f"resuming {run_dir.name} at epoch {start_epoch}")
     elif hasattr(model, "init_from_data"):
         model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
 
+    net = ddp.wrap(model, device)  # DDP for training; ``model`` itself is what is evaluated and saved
+    should_stop = ddp.agree(should_stop)
     params = count_parameters(model)
     say(f"run {run_dir.name}: {cfg.model} ({params:,} params) on {cfg.dataset} "
         f"({len(prep.y_train)} train / {len(prep.y_val)} val / {len(prep.y_test)} test, {prep.size}x{prep.size}), "
         f"{device_name(device)}{', ' + str(amp).replace('torch.', '') + ' autocast' if amp else ''}")
+    if ddp.world > 1:
+        say(f"data-parallel over {ddp.world} processes: {train_b.batch_size} images each per step "
+            f"(global batch {cfg.batch_size})")
     progress = _Progress(run_dir, on_batch)
     progress.epochs = cfg.epochs
     _status(run_dir, state="running", message="training", epochs=cfg.epochs, params=params,
@@ -379,29 +404,32 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     state = "finished"
     for epoch in range(start_epoch, cfg.epochs + 1):
         train_b.set_epoch(epoch)
+        ddp.start_epoch(train_b, epoch)
         progress.epoch = epoch
         lr = optimizer.param_groups[0]["lr"]
-        r = train_one_epoch(model, train_b, optimizer, scheduler, device, amp, cfg.label_smoothing, scaler,
+        r = train_one_epoch(net, train_b, optimizer, scheduler, device, amp, cfg.label_smoothing, scaler,
                             should_stop, progress)
-        val_loss, val_acc = evaluate(model, val_b, device, amp, cfg.tta)
+        r = ddp.reduce_epoch(r)
+        val_loss, val_acc = ddp.evaluate(evaluate, model, val_b, device, amp, cfg.tta)
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss became {val_loss} in epoch {epoch}")
         row = {"epoch": epoch, "train_loss": round(r.loss, 5), "train_accuracy": round(r.accuracy, 5),
                "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5), "lr": lr,
                "epoch_seconds": round(r.seconds, 3), "images_per_second": round(r.images / max(r.seconds, 1e-9), 1)}
         history.append(row)
-        ck.append_metrics(run_dir, row)
         improved = val_acc > best
         if improved:
             best, best_epoch, stale = val_acc, epoch, 0
         else:
             stale += 1
-        payload = checkpoint_payload(cfg, prep, model, epoch, history, optimizer, scheduler, best)
-        # best.pt first: a crash between the two leaves last.pt one epoch behind, and the resumed run redoes
-        # the epoch and its best.pt. The other order would resume believing in a best.pt never written.
-        if improved:
-            ck.save_checkpoint({**payload, "optimizer": None, "scheduler": None}, run_dir / "best.pt")
-        ck.save_checkpoint(payload, run_dir / "last.pt")
+        if ddp.is_main:
+            ck.append_metrics(run_dir, row)
+            payload = checkpoint_payload(cfg, prep, model, epoch, history, optimizer, scheduler, best)
+            # best.pt first: a crash between the two leaves last.pt one epoch behind, and the resumed run redoes
+            # the epoch and its best.pt. The other order would resume believing in a best.pt never written.
+            if improved:
+                ck.save_checkpoint({**payload, "optimizer": None, "scheduler": None}, run_dir / "best.pt")
+            ck.save_checkpoint(payload, run_dir / "last.pt")
         _status(run_dir, epochs_run=epoch, best_val_accuracy=round(best, 5), best_epoch=best_epoch)
         say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss {val_loss:.4f} "
             f"acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")
@@ -413,12 +441,12 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
             break
 
     # the final report: the best model by validation accuracy, on the test split it has never seen
-    best_ckpt = ck.load_checkpoint(run_dir / "best.pt")
+    best_ckpt = ddp.from_main(ck.load_checkpoint, run_dir / "best.pt")
     model.load_state_dict(best_ckpt["state_dict"])
     test_b = eval_batches(prep, "test")
     if cfg.max_batches:
         test_b.max_batches = cfg.max_batches
-    _, test_acc = evaluate(model, test_b, device, amp, cfg.tta)
+    _, test_acc = ddp.evaluate(evaluate, model, test_b, device, amp, cfg.tta)
     train_seconds = sum(r["epoch_seconds"] for r in history)  # resumed runs count their earlier epochs too
     images = sum(r["images_per_second"] * r["epoch_seconds"] for r in history)
     summary = {"run": run_dir.name, "run_dir": str(run_dir), "state": state, "model": cfg.model,
@@ -429,8 +457,9 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
                "params": params, "device": device_name(device),
                "precision": str(amp).replace("torch.", "") if amp else "fp32"}
     _status(run_dir, **summary, message="", pid=None)
-    (run_dir / "progress.json").unlink(missing_ok=True)
-    modelcard.write_after_training(run_dir, data_dir, prep, say)
+    if ddp.is_main:
+        (run_dir / "progress.json").unlink(missing_ok=True)
+        modelcard.write_after_training(run_dir, data_dir, prep, say)
     say(f"best val acc {best:.4f} (epoch {best_epoch}); test acc {test_acc:.4f}; "
         f"{train_seconds:.1f}s training")
     return summary
