@@ -195,7 +195,7 @@ def test_only_rank_zero_writes_files_and_prints(two_process):
     root, _, out = two_process
     assert [p.name for p in root.iterdir()] == ["ddp"]  # one run folder, named by rank 0 for both
     files = sorted(p.name for p in (root / "ddp").iterdir())
-    assert files == ["best.pt", "config.json", "last.pt", "metrics.csv", "status.json"]  # no temp files left
+    assert files == ["best.pt", "config.json", "last.pt", "metrics.csv", "model_card.md", "status.json"]  # no temp
     assert [r["epoch"] for r in ck.read_metrics(root / "ddp")] == list(range(1, CFG.epochs + 1))
     assert out.count("epoch 1/12 ") == 1 and out.count("best val acc") == 1
     assert TrainConfig.from_dict(ck.read_json(root / "ddp" / "config.json")) == CFG
