@@ -66,7 +66,9 @@ def pick_run(label: str, key: str, runs: list[ck.RunInfo], help: str | None = No
     if st.session_state.get(key) not in names:
         st.session_state.pop(key, None)  # a run that was deleted or renamed meanwhile
     by_name = {r.name: r for r in runs}
-    name = st.selectbox(label, names, format_func=lambda n: run_label(by_name[n]), key=key, help=help)
+    first_usable = next((i for i, r in enumerate(runs) if has_checkpoint(r)), 0)
+    name = st.selectbox(label, names, index=first_usable, format_func=lambda n: run_label(by_name[n]), key=key,
+                        help=help)
     return by_name[name]
 
 
