@@ -200,10 +200,12 @@ def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selecta
     text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
         text=alt.Text("count:Q"),
         color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")))
-    if selectable:
-        cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick")
+    if selectable:  # the clicked cell gets a frame; nothing is framed until one is clicked
+        cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick",
+                                   empty=False)
         rect = rect.add_params(cell).encode(
-            opacity=alt.condition(cell, alt.value(1.0), alt.value(0.55)))
+            stroke=alt.condition(cell, alt.value("#d62728"), alt.value("white")),
+            strokeWidth=alt.condition(cell, alt.value(3), alt.value(1)))
     return alt.layer(rect, text).properties(height=side)
 
 
