@@ -89,8 +89,7 @@ if len(idx):
         st.error(f"The images could not be loaded: {e}")
         pics = []
     # one call: the browser wraps the pictures into rows, six across on a laptop and three on a phone
-    st.image([ui.enlarge(pic, 96) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]],
-             width=96)
+    st.image([ui.tile(pic) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]], width=104)
 
 st.subheader("Training curves")
 ui.show_curves(read_metrics(run.path), key=f"ev_curves_{run.name}")

@@ -26,7 +26,7 @@ from app_pages import ui
 FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders
 RESUMABLE = ("cancelled", "interrupted", "failed", "diverged")
 OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "dataset", "preset", "extra")]
-FLOATS = {f.name for f in dataclasses.fields(TrainConfig) if f.type == "float"}
+FLOATS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", float)}  # number_input wants floats
 
 
 @st.cache_data(show_spinner=False)

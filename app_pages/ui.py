@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cnn_core import checkpoints as ck
 from cnn_core.errors import CnnError
@@ -114,6 +114,12 @@ def enlarge(im: Image.Image | np.ndarray, side: int = 128) -> Image.Image:
     im = Image.fromarray(im) if isinstance(im, np.ndarray) else im
     scale = max(1, side // max(im.size))
     return im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+
+
+def tile(im: Image.Image | np.ndarray, side: int = 96, gap: int = 4) -> Image.Image:
+    """A gallery picture: enlarged, with a white margin so that a row of them does not read as one image."""
+    big = enlarge(im, side).convert("RGB")
+    return ImageOps.expand(big, border=gap, fill="white")
 
 
 def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:

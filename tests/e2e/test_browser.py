@@ -133,7 +133,7 @@ def test_train_a_tiny_run_and_see_it_finish(server, page):
     shoot(page, "train-form")
     page.get_by_role("button", name="Start training").click()
     page.locator('[data-testid="stProgress"]').first.wait_for()  # the live panel, polled by a fragment
-    page.screenshot(path=ARTIFACTS / "train-running-1280.png")
+    shoot(page, "train-running")
     page.get_by_text("Finished: training").wait_for(timeout=240_000)
     settle(page)
     assert page.get_by_text("Test accuracy").is_visible()
@@ -152,7 +152,10 @@ def test_every_page_fits_a_phone(server, phone, path):
     no_error_boxes(phone)
     overflow = phone.evaluate("""() => [...document.querySelectorAll('[data-testid="stMainBlockContainer"] *')]
         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 2 && e.offsetParent !== null
-                     && !e.closest('[data-testid="stDataFrame"], [data-testid="stTable"]'))
+                     && !e.closest('[data-testid="stDataFrame"], [data-testid="stTable"]')
+                     && !e.matches('input[type="range"]'))  // a slider's invisible native input
         .map(e => e.getAttribute('data-testid') || e.tagName).slice(0, 5)""")
     assert overflow == [], f"sticks out of a 390 px screen: {overflow}"
+    assert phone.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
+                                    return m.scrollWidth <= m.clientWidth + 1; }"""), "the page scrolls sideways"
     shoot(phone, path or "home")
