@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export CNN_DATA_DIR ?= $(if $(wildcard ../shared/datasets),../shared/datasets,data)
 PORT ?= 8501
 
-.PHONY: run test bench lint clean-venv
+.PHONY: run test e2e bench lint clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+
+# only the browser tests (they install Debian's chromium when it is missing); screenshots in test-artifacts/
+e2e: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m e2e
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench.run

@@ -46,13 +46,18 @@ def validate_run_name(name: str) -> str:
     return name
 
 
+def default_run_name(model: str, dataset: str) -> str:
+    """model-dataset-YYYYmmdd-HHMMSS, the name a run gets when none is given."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.split(":")[0])
+    return f"{model}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def new_run_dir(root: Path, name: str | None, model: str, dataset: str) -> Path:
     """A fresh run folder; a taken name gets a -2, -3, ... suffix rather than overwriting a run."""
     if name is not None:  # None: name it automatically; "" or "   " is a typing slip, refused
         base = validate_run_name(name)
     else:
-        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", dataset.split(":")[0])
-        base = f"{model}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+        base = default_run_name(model, dataset)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(1, 10_000):
         candidate = root / (base if i == 1 else f"{base[:58]}-{i}")

@@ -38,3 +38,32 @@ def have_dataset(name: str) -> bool:
     from cnn_core.data import data_dir, dataset_info
 
     return dataset_info(name).locate(data_dir()) is not None
+
+
+@pytest.fixture(scope="session")
+def app_root(digits_run, tmp_path_factory) -> Path:
+    """A checkpoints folder as the app meets it: the finished digits run, a second short run to compare it
+    with, a run that failed before its first checkpoint, and one whose checkpoint is not a checkpoint."""
+    import shutil
+    import time
+
+    from cnn_core import checkpoints as ck
+    from cnn_core.config import TrainConfig
+    from cnn_core.train import fit
+
+    root = tmp_path_factory.mktemp("app-runs")
+    shutil.copytree(digits_run, root / digits_run.name)
+    fit(TrainConfig(model="simple_cnn", dataset="digits", epochs=2, batch_size=64, max_batches=4, optimizer="adam",
+                    lr=0.003, seed=1), name="digits-simple", root=root)
+    failed = root / "failed-run"
+    failed.mkdir()
+    ck.write_json(failed / "config.json", TrainConfig(dataset="digits").to_dict())
+    ck.write_json(failed / "status.json", {"state": "failed", "message": "no such folder: /nowhere"})
+    broken = root / "broken-ckpt"
+    shutil.copytree(digits_run, broken, ignore=shutil.ignore_patterns("*.pt"))
+    (broken / "best.pt").write_bytes(b"this is not a checkpoint")
+    ck.write_json(broken / "status.json", {"state": "finished"})
+    for age, name in enumerate(["digits-lenet", "digits-simple", "broken-ckpt", "failed-run"]):
+        t = time.time() - 60 * age  # newest first in the app's pickers: the finished digits run
+        os.utime(root / name, (t, t))
+    return root

@@ -1,0 +1,286 @@
+"""What the pages share: run pickers, cached cnn_core calls, Altair charts and small formatters.
+
+No torch here and no second copy of core logic: every number comes from a cnn_core function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageOps
+
+from cnn_core import checkpoints as ck
+from cnn_core.errors import CnnError
+from cnn_core.inference import Predictor, evaluate_run, split_images
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]  # tableau10: train and validation (or runs) must not be two shades of one colour
+DISPLAY_SIDE = 640  # pixels: photos are shown (and sent to the browser) at most this large
+LOW_CONFIDENCE = 0.5  # below this top probability the photo may show none of the classes
+STATE_ICONS = {"finished": ":material/check_circle:", "stopped_early": ":material/check_circle:",
+               "running": ":material/progress_activity:", "queued": ":material/schedule:",
+               "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:",
+               "diverged": ":material/error:", "failed": ":material/error:", "unusable": ":material/block:"}
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+
+def root() -> Path:
+    return ck.runs_root()
+
+
+def has_checkpoint(run: ck.RunInfo) -> bool:
+    return (run.path / "best.pt").is_file() or (run.path / "last.pt").is_file()
+
+
+def checkpoint_mtime(run_dir: Path) -> float:
+    """Part of every cache key, so a resumed or retrained run is never served from a stale cache."""
+    times = [p.stat().st_mtime for p in (run_dir / "best.pt", run_dir / "last.pt") if p.is_file()]
+    return max(times, default=0.0)
+
+
+def run_label(run: ck.RunInfo) -> str:
+    acc = f", test {run.test_accuracy:.1%}" if run.test_accuracy is not None else ""
+    return f"{run.name} — {run.model} on {run.dataset} ({run.state.replace('_', ' ')}{acc})"
+
+
+def no_runs_message() -> None:
+    st.info(f"There are no trained runs in `{root()}` yet. Train one on the **Train** page (LeNet-5 on the "
+            "bundled *digits* dataset takes under a minute), or from a terminal: "
+            "`python -m cnn_core train --model lenet5 --dataset digits --epochs 10`.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+
+
+def pick_run(label: str, key: str, runs: list[ck.RunInfo], help: str | None = None) -> ck.RunInfo | None:
+    """A selectbox over ``runs`` (newest first); explains what to do when there are none."""
+    if not runs:
+        no_runs_message()
+        return None
+    names = [r.name for r in runs]
+    if st.session_state.get(key) not in names:
+        st.session_state.pop(key, None)  # a run that was deleted or renamed meanwhile
+    by_name = {r.name: r for r in runs}
+    first_usable = next((i for i, r in enumerate(runs) if has_checkpoint(r)), 0)
+    name = st.selectbox(label, names, index=first_usable, format_func=lambda n: run_label(by_name[n]), key=key,
+                        help=help)
+    return by_name[name]
+
+
+# ------------------------------------------------------------------------------------- cached cnn_core calls
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def predictor(run: str, runs_root: str, mtime: float) -> Predictor:
+    """Shared by every session (read-only); ``mtime`` keys a changed checkpoint."""
+    return Predictor.from_run(run, runs_root)
+
+
+@st.cache_data(max_entries=32, show_spinner="Evaluating the checkpoint…")
+def evaluation(run: str, runs_root: str, mtime: float, split: str = "test") -> dict[str, Any]:
+    return evaluate_run(run, split, runs_root)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def images_of(run: str, runs_root: str, mtime: float, split: str, indices: tuple[int, ...]) -> list[np.ndarray]:
+    return split_images(run, split, list(indices), runs_root)
+
+
+def load_predictor(run: ck.RunInfo) -> Predictor | None:
+    """The run's predictor, or an error on the page (and None) when its checkpoint is unusable."""
+    try:
+        return predictor(run.name, str(root()), checkpoint_mtime(run.path))
+    except CnnError as e:
+        st.error(f"Run **{run.name}** cannot be used: {e}")
+        return None
+
+
+def load_evaluation(run: ck.RunInfo, split: str = "test") -> dict[str, Any] | None:
+    try:
+        return evaluation(run.name, str(root()), checkpoint_mtime(run.path), split)
+    except CnnError as e:
+        st.error(f"Run **{run.name}** cannot be evaluated: {e}")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+def enlarge(im: Image.Image | np.ndarray, side: int = 128) -> Image.Image:
+    """Blow a tiny image up with hard pixel edges, so a 32x32 input looks like 32x32 and not like a blur."""
+    im = Image.fromarray(im) if isinstance(im, np.ndarray) else im
+    scale = max(1, side // max(im.size))
+    return im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+
+
+def tile(im: Image.Image | np.ndarray, side: int = 96, gap: int = 4) -> Image.Image:
+    """A gallery picture: enlarged, with a white margin so that a row of them does not read as one image."""
+    big = enlarge(im, side).convert("RGB")
+    return ImageOps.expand(big, border=gap, fill="white")
+
+
+def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A display copy: a 12-megapixel phone photo need not travel back to the browser in full."""
+    small = im.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+# ---------------------------------------------------------------------------------------------------- charts
+
+def curves_frame(rows: Sequence[dict[str, float]]) -> pd.DataFrame:
+    """metrics.csv rows as long form: epoch, metric (loss|accuracy), split (train|validation), value."""
+    out = []
+    for r in rows:
+        for split, prefix in (("train", "train_"), ("validation", "val_")):
+            for metric in ("loss", "accuracy"):
+                if f"{prefix}{metric}" in r:
+                    out.append({"epoch": int(r["epoch"]), "metric": metric, "split": split,
+                                "value": float(r[f"{prefix}{metric}"])})
+    return pd.DataFrame(out, columns=["epoch", "metric", "split", "value"])
+
+
+def curve_chart(df: pd.DataFrame, metric: str, color: str = "split", title: str | None = None) -> alt.Chart:
+    """One metric over epochs, a line per ``color`` value, with points (a 1-epoch run is still visible)."""
+    data = df[df["metric"] == metric] if "metric" in df else df
+    y_scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=False)
+    return (alt.Chart(data)
+            .mark_line(point=True)
+            .encode(x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+                    y=alt.Y("value:Q", title=title or metric, scale=y_scale,
+                            axis=alt.Axis(format=".0%") if metric == "accuracy" else alt.Axis()),
+                    color=alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="top"),
+                                    scale=alt.Scale(range=PALETTE)),
+                    tooltip=["epoch:Q", f"{color}:N", alt.Tooltip("value:Q", format=".4f")])
+            .properties(height=300))
+
+
+def show_curves(rows: Sequence[dict[str, float]], key: str) -> None:
+    """Loss and accuracy side by side (stacked on a phone), train against validation."""
+    df = curves_frame(rows)
+    if df.empty:
+        st.caption("No finished epoch yet.")
+        return
+    left, right = st.columns(2)
+    left.altair_chart(curve_chart(df, "loss"), width="stretch", key=f"{key}_loss")
+    right.altair_chart(curve_chart(df, "accuracy"), width="stretch", key=f"{key}_acc")
+
+
+def confusion_frame(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> pd.DataFrame:
+    m = np.asarray(cm)
+    totals = m.sum(1, keepdims=True)
+    share = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
+    return pd.DataFrame([{"true": classes[i], "predicted": classes[j], "count": int(m[i, j]),
+                          "share": float(share[i, j])} for i in range(len(m)) for j in range(len(m))])
+
+
+def label_angle(names: Sequence[str]) -> int:
+    return 0 if max(map(len, names), default=0) <= 3 else -40
+
+
+def matrix_height(n: int) -> int:
+    """Room for every row label (Vega drops labels that would overlap) plus the axes, which fit inside."""
+    return max(260, min(900, 34 * n + 110))
+
+
+def class_axes(order: list[str]) -> dict[str, Any]:
+    """x = predicted (on top, slanted when the names are long), y = true, both in the dataset's class order."""
+    angle = label_angle(order)
+    return {"x": alt.X("predicted:N", sort=order, title="predicted class",
+                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120)),
+            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120))}
+
+
+def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selectable: bool = True) -> alt.LayerChart:
+    """Rows are the true class, columns the prediction; colour is the share of the row, the text the count."""
+    df = confusion_frame(cm, classes)
+    order = list(classes)
+    side = matrix_height(len(order))
+    base = alt.Chart(df).encode(**class_axes(order))
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("share:Q", legend=None,
+                        scale=alt.Scale(domain=[0, 1], range=["#ffffff", "#08519c"], interpolate="rgb")),
+        tooltip=["true:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".1%", title="share of row")])
+    text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
+        text=alt.Text("count:Q"),
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")))
+    if selectable:  # the clicked cell gets a frame; nothing is framed until one is clicked
+        cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick",
+                                   empty=False)
+        rect = rect.add_params(cell).encode(
+            stroke=alt.condition(cell, alt.value("#d62728"), alt.value("white")),
+            strokeWidth=alt.condition(cell, alt.value(3), alt.value(1)))
+    return alt.layer(rect, text).properties(height=side)
+
+
+def confusion_diff_chart(cm_a: Sequence[Sequence[int]], cm_b: Sequence[Sequence[int]], classes: Sequence[str],
+                         label_a: str, label_b: str) -> alt.LayerChart:
+    """B minus A per cell. Colour says "better for B": more on the diagonal, or fewer off it."""
+    a, b = np.asarray(cm_a), np.asarray(cm_b)
+    d = b - a
+    order = list(classes)
+    df = pd.DataFrame([{"true": order[i], "predicted": order[j], "difference": int(d[i, j]), "a": int(a[i, j]),
+                        "b": int(b[i, j]), "gain": int(d[i, j]) if i == j else -int(d[i, j])}
+                       for i in range(len(d)) for j in range(len(d))])
+    lim = max(1, int(np.abs(d).max()))
+    base = alt.Chart(df).encode(**class_axes(order))
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("gain:Q", scale=alt.Scale(scheme="redblue", domain=[-lim, lim]),
+                        legend=alt.Legend(title=f"blue: better for {label_b[:24]}", orient="bottom")),
+        tooltip=["true:N", "predicted:N", alt.Tooltip("difference:Q", format="+d"),
+                 alt.Tooltip("a:Q", title=label_a), alt.Tooltip("b:Q", title=label_b)])
+    text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
+        text=alt.Text("difference:Q", format="+d"),
+        opacity=alt.condition(alt.datum.difference == 0, alt.value(0.3), alt.value(1.0)))
+    return alt.layer(rect, text).properties(height=matrix_height(len(order)))
+
+
+def f1_chart(df: pd.DataFrame) -> alt.Chart:
+    """Per-class F1 (columns run, class, F1) as grouped bars, one colour per run."""
+    order = list(dict.fromkeys(df["class"]))
+    return (alt.Chart(df).mark_bar()
+            .encode(x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=label_angle(order))),
+                    xOffset=alt.XOffset("run:N"),
+                    y=alt.Y("F1:Q", scale=alt.Scale(domain=[0, 1])),
+                    color=alt.Color("run:N", title=None, legend=alt.Legend(orient="top"),
+                                    scale=alt.Scale(range=PALETTE)),
+                    tooltip=["run:N", "class:N", alt.Tooltip("F1:Q", format=".3f")])
+            .properties(height=280))
+
+
+def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
+    """Horizontal bars, most likely class on top, with the percentage written at the end of each bar."""
+    df = pd.DataFrame(top)
+    order = list(df["label"])
+    base = alt.Chart(df).encode(
+        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=160)),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]), title=None,
+                axis=alt.Axis(format=".0%", values=[0, .25, .5, .75, 1])))
+    bars = base.mark_bar(cornerRadiusEnd=3).encode(
+        color=alt.condition(alt.datum.probability >= LOW_CONFIDENCE, alt.value("#1f77b4"), alt.value("#9ecae1")),
+        tooltip=["label:N", alt.Tooltip("probability:Q", format=".2%")])
+    text = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".1%"))
+    return alt.layer(bars, text).properties(height=44 * len(df) + 40)  # the axis fits inside the height
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.1f} M" if n >= 1_000_000 else f"{n:,}"

@@ -1,0 +1,76 @@
+"""Helpers for the AppTest tests of the pages: open a page through the app's router, read charts and images."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the pages import app_pages and cnn_core from the repository root
+
+
+def open_page(page: str | None = None, timeout: float = 180) -> AppTest:
+    """Run the app's entry script (st.navigation), then switch to ``app_pages/<page>.py``; no exception allowed."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=timeout)
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at: AppTest) -> list[Any]:
+    return list(at.get("vega_lite_chart"))
+
+
+def chart_spec(chart: Any) -> dict[str, Any]:
+    return json.loads(chart.proto.spec)
+
+
+def chart_data(chart: Any) -> pd.DataFrame:
+    """The data an Altair chart was drawn from (sent beside the spec as Arrow)."""
+    raw = chart.proto.datasets[0].data.data if chart.proto.datasets else chart.proto.data.data
+    return pa.ipc.open_stream(raw).read_all().to_pandas()
+
+
+def marks(spec: dict[str, Any]) -> set[str]:
+    layers = spec.get("layer", [spec])
+    return {(m["mark"]["type"] if isinstance(m["mark"], dict) else m["mark"]) for m in layers if "mark" in m}
+
+
+def texts(at: AppTest) -> str:
+    """Everything written on the page as markdown, captions, alerts and headings, for 'does it say X'."""
+    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader")
+             for e in at.get(kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def digit_png(index: int = 0) -> tuple[bytes, str]:
+    """One of scikit-learn's 8x8 digits as a PNG, and its label."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    im = Image.fromarray(np.round(d.images[index] * (255 / 16)).astype(np.uint8), "L")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue(), str(d.target[index])
+
+
+def jpeg(size: tuple[int, int] = (120, 90), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG")
+    return buf.getvalue()

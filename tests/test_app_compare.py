@@ -1,0 +1,87 @@
+"""The Compare page (AppTest): the table, curves, per-class F1, a confusion difference and one photo through all."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_util import chart_data, charts, digit_png, open_page, texts
+
+from cnn_core.inference import Predictor, evaluate_run
+
+
+@pytest.fixture
+def app_env(app_root, monkeypatch):
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(app_root))
+    return app_root
+
+
+def test_two_runs_side_by_side(app_env):
+    at = open_page("compare")
+    assert at.multiselect(key="cmp_runs").value == ["digits-lenet", "digits-simple"]
+    table = at.dataframe[0].value
+    a, b = (evaluate_run(n, "test", app_env) for n in ("digits-lenet", "digits-simple"))
+    assert list(table["run"]) == ["digits-lenet", "digits-simple"]
+    assert table["test accuracy"].tolist() == pytest.approx([a["accuracy"], b["accuracy"]])
+    assert table["macro-F1"].tolist() == pytest.approx([a["macro_f1"], b["macro_f1"]])
+    assert table["parameters"].tolist() == [61706, 94186] and table["epochs"].tolist() == [12, 2]
+    assert all(table["device"].str.startswith("CPU"))
+
+    data = [chart_data(c) for c in charts(at)]
+    val = [d for d in data if "epoch" in d]
+    assert len(val) == 2 and set(val[0]["run"]) == {"digits-lenet", "digits-simple"}
+    assert set(val[0]["split"]) == {"validation"}
+    f1 = next(d for d in data if "F1" in d)
+    assert len(f1) == 20 and f1.set_index(["run", "class"]).loc[("digits-lenet", "3"), "F1"] == pytest.approx(
+        a["per_class"][3]["f1"])
+    diff = next(d for d in data if "difference" in d)
+    expected = np.asarray(b["confusion_matrix"]) - np.asarray(a["confusion_matrix"])  # run B (simple) minus A
+    at_cell = diff.set_index(["true", "predicted"])["difference"]
+    assert at_cell[("4", "4")] == expected[4, 4] and at_cell[("0", "1")] == expected[0, 1]
+
+
+def test_one_photo_through_every_model_marks_agreement(app_env):
+    at = open_page("compare")
+    digit, _ = digit_png(7)
+    at.file_uploader(key="cmp_photo").set_value(("digit.png", digit, "image/png")).run()
+    assert not at.exception
+    answers = at.dataframe[-1].value
+    preds = {n: Predictor.from_run(n, app_env) for n in ("digits-lenet", "digits-simple")}
+    want = {n: p.top_k([p.load(digit)], 3)[0][0]["label"] for n, p in preds.items()}
+    assert dict(zip(answers["run"], answers["prediction"])) == want
+    if len(set(want.values())) == 1:
+        assert "All 2 models agree" in texts(at) and set(answers["agrees"]) == {"✓"}
+    else:
+        assert "disagree" in texts(at) and sorted(answers["agrees"]) == ["✓", "✗"]
+
+
+def test_runs_with_different_classes_are_not_subtracted(app_env, monkeypatch):
+    real = evaluate_run
+
+    def renamed(run, split="test", root=None, **kw):
+        rep = real(run, split, root, **kw)
+        if run == "digits-simple":
+            rep = {**rep, "classes": [f"c{c}" for c in rep["classes"]]}
+        return rep
+
+    from app_pages import ui
+
+    monkeypatch.setattr(ui, "evaluate_run", renamed)
+    ui.evaluation.clear()  # st.cache_data is process-wide: earlier tests cached the real reports
+    try:
+        at = open_page("compare")
+        at.multiselect(key="cmp_runs").set_value(["digits-lenet", "digits-simple", "broken-ckpt"]).run()
+    finally:
+        ui.evaluation.clear()
+    assert not at.exception
+    assert "different classes" in texts(at)
+    assert any("broken-ckpt" in e.value for e in at.error)  # reported, and the other two still compared
+    assert len(at.dataframe[0].value) == 3
+
+
+def test_fewer_than_two_runs_explains(tmp_path, monkeypatch, digits_run):
+    import shutil
+
+    shutil.copytree(digits_run, tmp_path / "only" / digits_run.name)
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(tmp_path / "only"))
+    at = open_page("compare")
+    assert "at least two" in at.info[0].value and not at.dataframe

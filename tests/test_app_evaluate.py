@@ -1,0 +1,71 @@
+"""The Evaluate page (AppTest): metrics from evaluate_run, the confusion matrix, per-class table, gallery."""
+
+from __future__ import annotations
+
+import pytest
+from app_util import chart_data, chart_spec, charts, marks, open_page, texts
+
+from cnn_core.inference import evaluate_run
+
+
+@pytest.fixture
+def app_env(app_root, monkeypatch):
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(app_root))
+    return app_root
+
+
+def test_evaluate_shows_the_runs_metrics_matrix_and_table(app_env):
+    at = open_page("evaluate")
+    assert at.selectbox(key="ev_run").value == "digits-lenet"  # newest usable run is the default
+    rep = evaluate_run("digits-lenet", "test", app_env)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == f"{rep['accuracy']:.1%}"
+    assert metrics["Macro-F1"] == f"{rep['macro_f1']:.3f}"
+    assert metrics["Images"] == "360"
+
+    matrix = next(c for c in charts(at) if c.key and c.key.startswith("ev_cm_"))
+    assert {"rect", "text"} <= marks(chart_spec(matrix))
+    cells = chart_data(matrix)
+    assert len(cells) == 100 and set(cells["true"]) == set(cells["predicted"]) == set(rep["classes"])
+    got = {(r.true, r.predicted): r.count for r in cells.itertuples()}
+    cm = rep["confusion_matrix"]
+    assert all(got[(t, p)] == cm[i][j] for i, t in enumerate(rep["classes"]) for j, p in enumerate(rep["classes"]))
+
+    table = at.dataframe[0].value
+    assert list(table["class"]) == rep["classes"]
+    assert table["f1"].round(6).tolist() == [round(c["f1"], 6) for c in rep["per_class"]]
+    assert "Training curves" in texts(at)
+    curves = [chart_data(c) for c in charts(at) if "epoch" in chart_data(c)]
+    assert len(curves) == 2 and curves[0]["epoch"].max() == 12
+    assert set(curves[0]["split"]) == {"train", "validation"}
+
+
+def test_picking_a_cell_shows_those_test_images_most_confident_first(app_env):
+    at = open_page("evaluate")
+    rep = evaluate_run("digits-lenet", "test", app_env)
+    at.selectbox(key="ev_true_digits-lenet").set_value("3").run()
+    at.selectbox(key="ev_pred_digits-lenet").set_value("3").run()
+    gallery = at.get("image")[-1]
+    expected = sorted((c for t, p, c in zip(rep["y_true"], rep["y_pred"], rep["confidence"]) if t == p == 3),
+                      reverse=True)[:24]
+    assert len(gallery.value) == len(expected) > 0
+    assert gallery.captions == [f"{c:.0%} sure" for c in expected]
+
+
+def test_a_run_without_checkpoint_and_a_broken_checkpoint_are_explained_not_crashed(app_env):
+    at = open_page("evaluate")
+    at.selectbox(key="ev_run").set_value("failed-run").run()
+    assert not at.exception
+    assert "has no checkpoint yet" in texts(at) and "no such folder" in texts(at)
+    at.selectbox(key="ev_run").set_value("broken-ckpt").run()
+    assert not at.exception
+    assert any("cannot be evaluated" in e.value and "not readable" in e.value for e in at.error)
+    at.selectbox(key="ev_run").set_value("digits-simple").run()  # and the page still works afterwards
+    assert not at.exception and not at.error and len(at.metric) == 4
+
+
+def test_no_runs_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(tmp_path / "empty"))
+    at = open_page("evaluate")
+    assert "no trained runs" in at.info[0].value and "Train" in at.info[0].value
+    assert not at.metric

@@ -1,0 +1,73 @@
+"""The Predict page (AppTest): uploads and camera photos through the run's Predictor; bad files get a message."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from app_util import chart_data, charts, digit_png, jpeg, open_page, texts
+from PIL import Image
+
+from cnn_core.inference import Predictor
+
+
+@pytest.fixture
+def app_env(app_root, monkeypatch):
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(app_root))
+    return app_root
+
+
+def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
+    at = open_page("predict")
+    assert at.selectbox(key="pr_run").value == "digits-lenet"
+    assert set(at.file_uploader(key="pr_files").allowed_type) >= {".jpg", ".png", ".webp", ".gif", ".bmp"}
+    digit, _ = digit_png(5)
+    at.slider(key="pr_k").set_value(4)
+    at.file_uploader(key="pr_files").set_value([("digit.png", digit, "image/png"),
+                                                ("notes.jpg", b"not an image at all\n", "image/jpeg"),
+                                                ("empty.png", b"", "image/png"),
+                                                ("cut.jpg", jpeg()[:300], "image/jpeg")]).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 3
+    assert "notes.jpg" in errors[0] and "not a usable image" in errors[0]
+    assert "empty.png" in errors[1] and "empty" in errors[1]
+    assert "cut.jpg" in errors[2] and ("truncated" in errors[2] or "decoded" in errors[2])
+
+    p = Predictor.from_run("digits-lenet", app_env)
+    expected = p.top_k([p.load(digit)], 4)[0]
+    bars = chart_data(charts(at)[0])
+    assert list(bars["label"]) == [t["label"] for t in expected]
+    assert bars["probability"].tolist() == pytest.approx([t["probability"] for t in expected])
+    assert f"{expected[0]['label']} · {expected[0]['probability']:.1%}" in texts(at)
+    images = at.get("image")
+    assert len(images) == 2 and "what the model sees (32x32)" in images[1].captions[0]
+
+
+def test_low_confidence_is_flagged(app_env, monkeypatch):
+    monkeypatch.setattr(Predictor, "top_k", lambda self, ims, k=3: [[{"label": "7", "probability": 0.31},
+                                                                     {"label": "1", "probability": 0.29}]])
+    at = open_page("predict")
+    at.file_uploader(key="pr_files").set_value(("blob.png", digit_png(0)[0], "image/png")).run()
+    assert any("Low confidence (31%)" in w.value for w in at.warning)
+
+
+def test_camera_photo_is_classified(app_env):
+    at = open_page("predict")
+    assert not at.camera_input  # the camera asks for permission, so it waits for the toggle
+    at.toggle(key="pr_camera_on").set_value(True).run()
+    digit, _ = digit_png(3)
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(digit)).convert("RGB").save(buf, "JPEG")
+    at.camera_input(key="pr_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
+    assert not at.exception and not at.error
+    assert len(charts(at)) == 1 and "camera photo" in at.get("image")[0].captions[0]
+
+
+def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
+    at = open_page("predict")
+    options = " ".join(at.selectbox(key="pr_run").options)
+    assert "broken-ckpt" in options and "failed-run" not in options  # no checkpoint, nothing to predict with
+    at.selectbox(key="pr_run").set_value("broken-ckpt").run()
+    assert not at.exception
+    assert "cannot be used" in at.error[0].value and "not readable" in at.error[0].value

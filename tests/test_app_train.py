@@ -1,0 +1,135 @@
+"""The Train page (AppTest): options from the registry, a real tiny job started from the page and followed to
+the end, the queue, cancel and resume (those with a stand-in process that never trains)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from app_util import chart_data, charts, open_page, texts
+
+from cnn_core import checkpoints as ck
+from cnn_core import jobs
+from cnn_core.config import TrainConfig
+from cnn_core.estimate import model_table
+from cnn_core.models import build_model, count_parameters, get_spec, list_models
+from cnn_core.train import fit
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+
+
+@pytest.fixture
+def managers(monkeypatch, runs):
+    """Install a private JobManager as the app's process-wide one (``command`` replaces the CLI)."""
+    made: list[jobs.JobManager] = []
+
+    def make(command: list[str] | None = None) -> jobs.JobManager:
+        m = jobs.JobManager(command=command)
+        monkeypatch.setattr(jobs, "_MANAGER", m)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.shutdown(wait=30)
+
+
+def set_options(at, **values) -> None:
+    """One widget at a time, in order, as a person would (choosing a model resets its options)."""
+    for key, value in values.items():
+        widget = next(w for kind in ("selectbox", "number_input", "text_input", "checkbox")
+                      for w in at.get(kind) if w.key == f"tr_{key}")
+        widget.set_value(value).run()
+
+
+def test_options_come_from_the_registry_and_follow_the_model(runs, managers):
+    managers(SLEEPER)
+    at = open_page("train")
+    model = at.selectbox(key="tr_model")
+    assert model.options == [f"{n} — {get_spec(n).description}" for n in list_models()]
+    assert model.value == min(model_table(), key=lambda r: r["params"])["model"]  # the quickest to train
+    for other in list_models():
+        want = TrainConfig(**get_spec(other).defaults)
+        model.set_value(other).run()
+        assert at.number_input(key="tr_lr").value == want.lr and at.number_input(key="tr_epochs").value == want.epochs
+        assert at.selectbox(key="tr_optimizer").value == want.optimizer
+        assert at.number_input(key="tr_batch_size").value == want.batch_size
+
+
+def test_parameter_count_and_time_estimate_for_the_chosen_dataset(runs, managers):
+    managers(SLEEPER)
+    at = open_page("train")
+    set_options(at, dataset="digits", model="simple_cnn", max_batches=5)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == f"{count_parameters(build_model('simple_cnn', 10, 1, 32)):,}"
+    assert metrics["Batches per epoch"] == "5"
+    at.button(key="tr_measure").click().run()
+    per_epoch = {m.label: m.value for m in at.metric}["Time per epoch"]
+    assert per_epoch.endswith(" s") or "min" in per_epoch
+    assert "measured from a few real training steps" in texts(at)
+
+
+def test_a_tiny_run_started_from_the_page_is_followed_to_the_end(runs, managers):
+    manager = managers()  # the real CLI
+    at = open_page("train")
+    set_options(at, dataset="digits", model="lenet5", epochs=2, batch_size=64, max_batches=2, precision="fp32",
+                name="from-page")
+    at.button(key="tr_start").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job is not None and job.run == "from-page" and job.epochs == 2
+    assert "Running" in texts(at) and "from-page" in texts(at) and at.get("progress")
+    manager.wait(job.id, timeout=300)
+    cfg = TrainConfig.from_dict(ck.read_json(runs / "from-page" / "config.json"))
+    assert (cfg.model, cfg.dataset, cfg.epochs, cfg.max_batches) == ("lenet5", "digits", 2, 2)
+    at.run()
+    assert job.state == "finished"
+    assert "Test accuracy" in at.success[0].value
+    curves = [chart_data(c) for c in charts(at) if "epoch" in chart_data(c)]
+    assert curves and sorted(set(curves[0]["epoch"])) == [1, 2]
+
+    reopened = open_page("train")  # a new session (reload, another student): the job is still shown
+    assert "from-page" in texts(reopened) and "Test accuracy" in reopened.success[0].value
+
+
+def test_a_second_request_waits_in_the_queue_and_can_be_cancelled(runs, managers):
+    manager = managers(SLEEPER)
+    other = manager.submit(TrainConfig(**TINY), name="someone-else", root=runs)
+    at = open_page("train")
+    assert "someone-else" in texts(at)  # a new visitor sees the running job
+    set_options(at, dataset="digits", name="mine")
+    assert at.button(key="tr_start").proto.label == "Queue training"
+    at.button(key="tr_start").click().run()
+    mine = manager.get(at.session_state.tr_job)
+    assert mine.state == "queued" and "number 1 in the queue" in texts(at) and "someone-else" in texts(at)
+    at.button(key=f"tr_dequeue_{mine.id}").click().run()
+    assert mine.state == "cancelled" and not manager.queued()
+    at.session_state.tr_job = other.id
+    at.run()
+    at.button(key=f"tr_cancel_{other.id}").click().run()
+    manager.wait(other.id, timeout=30)
+    assert other.state == "cancelled"
+
+
+def test_bad_options_are_explained_and_start_nothing(runs, managers):
+    manager = managers(SLEEPER)
+    at = open_page("train")
+    set_options(at, dataset="digits", name="no spaces please")
+    at.button(key="tr_start").click().run()
+    assert any("is not allowed" in e.value for e in at.error) and not manager.jobs()
+    set_options(at, dataset="folder:…")
+    assert any("enter the folder" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "tr_start"]
+
+
+def test_a_stopped_run_can_be_resumed_from_the_page(runs, managers):
+    manager = managers(SLEEPER)
+    done = {"epoch": 0}
+    fit(TrainConfig(**{**TINY, "epochs": 3}), name="stopped", root=runs,
+        on_epoch_end=lambda row: done.update(epoch=row["epoch"]), should_stop=lambda: done["epoch"] >= 1)
+    at = open_page("train")
+    assert at.selectbox(key="tr_resume_run").value == "stopped"
+    at.button(key="tr_resume").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.resume and job.args == ["train", "--resume", "stopped"] and job.start_epoch == 2
+    assert "resuming **stopped**" in texts(at)

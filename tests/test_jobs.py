@@ -1,0 +1,142 @@
+"""Background training jobs: real `python -m cnn_core train` subprocesses on digits, queued per device,
+cancelled with SIGTERM, and failures reported with the process's last word."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+
+from cnn_core import checkpoints as ck
+from cnn_core.config import TrainConfig
+from cnn_core.errors import CnnError
+from cnn_core.jobs import JobManager, train_args
+from cnn_core.train import fit
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]  # a stand-in process that never trains
+
+
+@pytest.fixture
+def manager():
+    m = JobManager()
+    yield m
+    m.shutdown(wait=30)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_train_args_rebuild_the_config_exactly():
+    import cnn_core.presets  # noqa: F401  (the recipe named below)
+    from cnn_core.cli import build_parser, config_from_args
+
+    cfg = TrainConfig(model="simple_cnn", dataset="digits", epochs=3, lr=0.0007, weight_decay=1.5e-05, augment=True,
+                      optimizer="adamw", label_smoothing=0.1, max_batches=4, preset="mnist-lenet5")
+    args = build_parser().parse_args(["train", *train_args(cfg)])
+    assert config_from_args(args) == cfg
+    with pytest.raises(CnnError, match="extra"):
+        train_args(cfg.replace(extra={"width": 2}))
+
+
+def test_second_job_waits_for_the_first_then_runs(runs, manager):
+    first = manager.submit(TrainConfig(**TINY), name="first", root=runs)
+    second = manager.submit(TrainConfig(**TINY), name="first", root=runs)  # a taken name gets a suffix
+    assert second.run == "first-2" and first.device == second.device == "cpu"
+    assert first.state == "running" and second.state == "queued" and manager.position(second.id) == 1
+    assert [j.id for j in manager.queued("cpu")] == [second.id]
+    manager.wait(second.id, timeout=300)
+    assert first.state == second.state == "finished", (first.message, second.message)
+    assert second.started >= first.ended  # never on top of each other
+    for job in (first, second):
+        status = ck.read_json(job.run_dir / "status.json")
+        assert status["state"] == "finished" and job.summary["test_accuracy"] == status["test_accuracy"]
+        assert (job.run_dir / "best.pt").is_file() and len(job.metrics()) == 1
+        assert job.fraction_done() == 1.0
+
+
+def test_queue_is_bounded_and_a_queued_job_can_leave_it(runs):
+    m = JobManager(command=SLEEPER, queue_limit=1)
+    try:
+        running = m.submit(TrainConfig(**TINY), name="a", root=runs)
+        waiting = m.submit(TrainConfig(**TINY), name="b", root=runs)
+        with pytest.raises(CnnError, match="busy with a and 1 more"):
+            m.submit(TrainConfig(**TINY), name="c", root=runs)
+        m.cancel(waiting.id)
+        assert waiting.state == "cancelled" and not m.queued() and running.state == "running"
+        m.cancel(running.id)  # SIGTERM
+        m.wait(running.id, timeout=30)
+        assert running.state == "cancelled"
+    finally:
+        m.shutdown(wait=10)
+
+
+def test_cancel_stops_a_real_run_at_the_next_batch(runs, manager):
+    job = manager.submit(TrainConfig(**{**TINY, "epochs": 200, "max_batches": 3}), name="long", root=runs)
+    wait_for(lambda: job.status().get("epochs_run", 0) >= 1, timeout=180)  # one epoch saved in last.pt
+    assert 0 < job.fraction_done() < 0.5
+    manager.cancel(job.id)
+    manager.wait(job.id, timeout=120)
+    assert job.state == "cancelled" and job.returncode == 0
+    status = ck.read_json(job.run_dir / "status.json")
+    assert status["state"] == "cancelled" and 1 <= status["epochs_run"] < 200
+    assert ck.load_checkpoint(job.run_dir / "last.pt")["epoch"] == status["epochs_run"]
+    assert ck.run_info(job.run_dir).state == "cancelled"
+
+
+def test_a_run_that_fails_reports_the_clis_message(runs, manager):
+    job = manager.submit(TrainConfig(**{**TINY, "dataset": "nosuchset"}), name="bad", root=runs)
+    manager.wait(job.id, timeout=120)
+    assert job.state == "failed" and job.returncode == 2
+    assert "unknown dataset 'nosuchset'" in job.message and not job.message.startswith("error:")
+
+
+def test_a_killed_process_is_marked_failed_on_disk_too(runs, manager):
+    job = manager.submit(TrainConfig(**{**TINY, "epochs": 200}), name="killed", root=runs)
+    wait_for(lambda: job.progress().get("batch", 0) >= 1, timeout=180)
+    os.kill(job.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer would do
+    manager.wait(job.id, timeout=60)
+    assert job.state == "failed" and "killed by signal 9" in job.message
+    status = ck.read_json(job.run_dir / "status.json")
+    assert status["state"] == "failed" and status["pid"] is None
+    assert ck.run_info(job.run_dir).state == "failed"
+
+
+def test_a_process_that_dies_says_its_last_line(runs):
+    m = JobManager(command=[sys.executable, "-c", "import sys; print('warming up', file=sys.stderr); "
+                                                  "print('error: out of cheese', file=sys.stderr); sys.exit(1)"])
+    job = m.submit(TrainConfig(**TINY), name="x", root=runs)
+    m.wait(job.id, timeout=30)
+    assert job.state == "failed" and job.message == "out of cheese"
+
+
+def test_resume_continues_a_stopped_run_from_its_next_epoch(runs, manager):
+    epoch_done = {"n": 0}
+    cfg = TrainConfig(**{**TINY, "epochs": 2})
+    fit(cfg, name="stopped", root=runs, on_epoch_end=lambda row: epoch_done.update(n=row["epoch"]),
+        should_stop=lambda: epoch_done["n"] >= 1)  # stops at the first batch of epoch 2
+    assert ck.run_info(runs / "stopped").state == "cancelled"
+    job = manager.resume("stopped", root=runs)
+    assert job.start_epoch == 2 and job.resume and job.run == "stopped"
+    with pytest.raises(CnnError, match="already running or waiting"):
+        manager.resume("stopped", root=runs)
+    manager.wait(job.id, timeout=300)
+    assert job.state == "finished", job.message
+    assert [r["epoch"] for r in ck.read_metrics(runs / "stopped")] == [1, 2]
+    with pytest.raises(CnnError, match="already finished"):
+        manager.resume("stopped", root=runs)
+
+
+def test_unknown_model_is_refused_before_anything_starts(runs, manager):
+    with pytest.raises(CnnError, match="unknown model"):
+        manager.submit(TrainConfig(**{**TINY, "model": "lenet6"}), root=runs)
+    assert not manager.jobs() and not runs.exists()
