@@ -59,6 +59,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float, help="L2 penalty")
     p.add_argument("--augment", type=_bool, help="on|off: random crop + flip (flip only where labels allow)")
+    p.add_argument("--crop-padding", type=int, help="pixels of padding for the random crop (default 4)")
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
     p.add_argument("--seed", type=int)
@@ -73,6 +74,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 _FLAG_FIELDS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
+                "crop_padding",
                 "schedule", "patience", "seed", "device", "precision", "val_fraction", "label_smoothing",
                 "input_size", "train_subset", "max_batches", "tta")
 
@@ -95,8 +97,8 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
 def config_args(cfg: TrainConfig) -> list[str]:
     """The train flags that rebuild ``cfg`` (the inverse of config_from_args), e.g. to launch it under torchrun."""
     if cfg.extra:
-        raise CnnError(f"model arguments {sorted(cfg.extra)} have no command-line flags; train this config "
-                       "with fit() instead")
+        raise CnnError(f"model arguments (extra: {sorted(cfg.extra)}) have no command-line flags; train this "
+                       "config with fit() from Python instead")
     out = ["--preset", cfg.preset] if cfg.preset else []
     for k in _FLAG_FIELDS:
         v = getattr(cfg, k)

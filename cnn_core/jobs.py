@@ -33,28 +33,13 @@ from .errors import CnnError
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
 ACTIVE = ("queued", "running")
-# the CLI's flags for TrainConfig fields (all but preset and extra, which are handled apart)
-_FLAGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
-          "schedule", "patience", "seed", "device", "precision", "val_fraction", "label_smoothing", "input_size",
-          "train_subset", "max_batches", "tta")
 
 
 def train_args(cfg: TrainConfig) -> list[str]:
-    """The ``train`` flags that rebuild ``cfg`` exactly (every field given, so no default can differ)."""
-    if cfg.extra:
-        raise CnnError("model-specific arguments (extra) cannot be passed to a background job; "
-                       "use python -m cnn_core train from a script instead")
-    args: list[str] = []
-    for name in _FLAGS:
-        v = getattr(cfg, name)
-        if isinstance(v, bool):
-            text = "on" if v else "off"
-        else:
-            text = repr(v) if isinstance(v, float) else str(v)  # repr: a float survives the round trip exactly
-        args += [f"--{name.replace('_', '-')}", text]
-    if cfg.preset:
-        args += ["--preset", cfg.preset]  # every option is explicit, so this only records the recipe's name
-    return args
+    """The ``train`` flags that rebuild ``cfg`` exactly (the CLI owns that mapping)."""
+    from .cli import config_args
+
+    return config_args(cfg)
 
 
 @dataclass

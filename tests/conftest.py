@@ -34,12 +34,6 @@ def digits_run(tmp_path_factory) -> Path:
     return Path(summary["run_dir"])
 
 
-def have_dataset(name: str) -> bool:
-    from cnn_core.data import data_dir, dataset_info
-
-    return dataset_info(name).locate(data_dir()) is not None
-
-
 @pytest.fixture(scope="session")
 def app_root(digits_run, tmp_path_factory) -> Path:
     """A checkpoints folder as the app meets it: the finished digits run, a second short run to compare it

@@ -4,7 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import have_dataset
+from datasets_util import have_dataset
 from PIL import Image
 
 from cnn_core import data
