@@ -95,6 +95,9 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue"
                 + (f", behind {ahead[0].run} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
                 + ". It starts by itself; you can close this tab.")
+        if st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
+            manager.cancel(job.id)
+            st.rerun()
     elif job.state == "running":
         p = job.progress()
         status = job.status()

@@ -102,8 +102,12 @@ def test_a_second_request_waits_in_the_queue_and_can_be_cancelled(runs, managers
     at.button(key="tr_start").click().run()
     mine = manager.get(at.session_state.tr_job)
     assert mine.state == "queued" and "number 1 in the queue" in texts(at) and "someone-else" in texts(at)
-    at.button(key=f"tr_dequeue_{mine.id}").click().run()
+    at.button(key=f"tr_cancel_{mine.id}").click().run()
     assert mine.state == "cancelled" and not manager.queued()
+    again = manager.submit(TrainConfig(**TINY), name="again", root=runs)
+    at.run()
+    at.button(key=f"tr_dequeue_{again.id}").click().run()  # the queue list in "Jobs on this server"
+    assert again.state == "cancelled" and not manager.queued()
     at.session_state.tr_job = other.id
     at.run()
     at.button(key=f"tr_cancel_{other.id}").click().run()

@@ -33,7 +33,8 @@ def shoot(pg, name: str) -> Path:
     height = pg.evaluate("""() => Math.max(...[...document.querySelectorAll(
         '[data-testid="stMain"], [data-testid="stMainBlockContainer"]')].map(e => e.scrollHeight))""")
     pg.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height + 40), 8000)})
-    pg.wait_for_timeout(600)
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=60_000)
+    pg.wait_for_timeout(600)  # widgets' code loads on first use; charts redraw at the new size
     path = ARTIFACTS / f"{name}-{size['width']}.png"
     pg.screenshot(path=path)
     pg.set_viewport_size(size)
