@@ -178,7 +178,8 @@ def confusion_frame(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> pd.D
 
 
 def label_angle(names: Sequence[str]) -> int:
-    return 0 if max(map(len, names), default=0) <= 3 else -40
+    """Short names (digits) stay level; longer ones stand upright so that every class gets its label."""
+    return 0 if max(map(len, names), default=0) <= 3 else -90
 
 
 def matrix_height(n: int) -> int:
@@ -190,8 +191,8 @@ def class_axes(order: list[str]) -> dict[str, Any]:
     """x = predicted (on top, slanted when the names are long), y = true, both in the dataset's class order."""
     angle = label_angle(order)
     return {"x": alt.X("predicted:N", sort=order, title="predicted class",
-                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120)),
-            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120))}
+                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120, labelOverlap=False)),
+            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120, labelOverlap=False))}
 
 
 def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selectable: bool = True) -> alt.LayerChart:
@@ -241,7 +242,8 @@ def f1_chart(df: pd.DataFrame) -> alt.Chart:
     """Per-class F1 (columns run, class, F1) as grouped bars, one colour per run."""
     order = list(dict.fromkeys(df["class"]))
     return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=label_angle(order))),
+            .encode(x=alt.X("class:N", sort=order, title=None,
+                            axis=alt.Axis(labelAngle=label_angle(order), labelOverlap=False)),
                     xOffset=alt.XOffset("run:N"),
                     y=alt.Y("F1:Q", scale=alt.Scale(domain=[0, 1])),
                     color=alt.Color("run:N", title=None, legend=alt.Legend(orient="top"),
