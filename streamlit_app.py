@@ -9,10 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import ui
 from cnn_core.checkpoints import list_runs
 from cnn_core.data import data_dir, dataset_info, list_datasets
 from cnn_core.estimate import model_table
-from app_pages import ui
 
 PAGES = [("app_pages/train.py", "Train", ":material/model_training:", "train",
           "Pick a dataset, a model and its options, and watch it learn."),

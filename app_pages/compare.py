@@ -7,9 +7,9 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
+from app_pages import ui
 from cnn_core.checkpoints import list_runs, read_json, read_metrics
 from cnn_core.errors import ImageError
-from app_pages import ui
 
 st.title("Compare")
 runs = [r for r in list_runs(ui.root()) if ui.has_checkpoint(r)]

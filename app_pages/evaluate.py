@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import ui
 from cnn_core.checkpoints import list_runs, read_metrics
 from cnn_core.errors import CnnError
-from app_pages import ui
 
 GALLERY = 24  # images shown for one cell, the most confident first
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_pages import ui
 from cnn_core.checkpoints import list_runs
 from cnn_core.errors import ImageError
 from cnn_core.images import load_image
-from app_pages import ui
 
 st.title("Predict")
 runs = [r for r in list_runs(ui.root()) if ui.has_checkpoint(r)]

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import cnn_core.presets  # noqa: F401  (registers the named recipes)
+from app_pages import ui
 from cnn_core import jobs
 from cnn_core.checkpoints import list_runs, read_json
 from cnn_core.config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig, preset_options
@@ -21,7 +22,6 @@ from cnn_core.engine import device_name, pick_device
 from cnn_core.errors import CnnError
 from cnn_core.estimate import Estimate, estimate_epoch
 from cnn_core.models import get_spec, list_models
-from app_pages import ui
 
 FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders
 RESUMABLE = ("cancelled", "interrupted", "failed", "diverged")
@@ -131,7 +131,9 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         c1.page_link("app_pages/evaluate.py", label="Evaluate it", icon=":material/fact_check:")
         c2.page_link("app_pages/predict.py", label="Try it on a photo", icon=":material/photo_camera:")
     elif job.state == "cancelled":
-        st.info(f"Cancelled. {'Resume it below to continue from its last finished epoch.' if job.run_dir.is_dir() else ''}")
+        resumable = (job.run_dir / "last.pt").is_file()
+        st.info("Cancelled." + (" Resume it below to continue from its last finished epoch." if resumable else
+                                " It had not finished an epoch, so there is nothing to resume."))
     else:
         st.error(f"{job.state.capitalize()}: {job.message or 'no message'}")
     if job.state != "queued":

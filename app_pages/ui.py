@@ -5,8 +5,9 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import altair as alt
 import numpy as np
@@ -202,7 +203,8 @@ def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selecta
     side = matrix_height(len(order))
     base = alt.Chart(df).encode(**class_axes(order))
     rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
-        color=alt.Color("share:Q", scale=alt.Scale(domain=[0, 1], range=["#ffffff", "#08519c"], interpolate="rgb"), legend=None),
+        color=alt.Color("share:Q", legend=None,
+                        scale=alt.Scale(domain=[0, 1], range=["#ffffff", "#08519c"], interpolate="rgb")),
         tooltip=["true:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".1%", title="share of row")])
     text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
         text=alt.Text("count:Q"),
@@ -258,8 +260,8 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
     order = list(df["label"])
     base = alt.Chart(df).encode(
         y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=160)),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]), axis=alt.Axis(format=".0%", values=[0, .25, .5, .75, 1]),
-                title=None))
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]),  # room for the label of a 100% bar
+                axis=alt.Axis(format=".0%", values=[0, 0.25, 0.5, 0.75, 1]), title=None))
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.condition(alt.datum.probability >= LOW_CONFIDENCE, alt.value("#1f77b4"), alt.value("#9ecae1")),
         tooltip=["label:N", alt.Tooltip("probability:Q", format=".2%")])
@@ -272,7 +274,7 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     if s < 3600:

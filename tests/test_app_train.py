@@ -16,7 +16,8 @@ from cnn_core.models import build_model, count_parameters, get_spec, list_models
 from cnn_core.train import fit
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
-TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+TINY = {"model": "lenet5", "dataset": "digits", "epochs": 1, "batch_size": 64, "max_batches": 2,
+        "precision": "fp32"}
 
 
 @pytest.fixture
