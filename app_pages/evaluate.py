@@ -47,10 +47,11 @@ with table_col:
     st.subheader("Per class")
     per = pd.DataFrame(rep["per_class"])
     st.dataframe(per, hide_index=True, width="stretch",
-                 column_config={"precision": st.column_config.NumberColumn(format="%.3f", width="small"),
-                                "recall": st.column_config.NumberColumn(format="%.3f", width="small"),
-                                "f1": st.column_config.NumberColumn("F1", format="%.3f", width="small"),
-                                "support": st.column_config.NumberColumn("images", width="small")})
+                 column_config={"class": st.column_config.TextColumn(width=96),  # "automobile" fits
+                                "precision": st.column_config.NumberColumn(format="%.3f", width=72),
+                                "recall": st.column_config.NumberColumn(format="%.3f", width=64),
+                                "f1": st.column_config.NumberColumn("F1", format="%.3f", width=64),
+                                "support": st.column_config.NumberColumn("images", width=64)})
     st.markdown("**Most confused pairs**")
     if rep["most_confused"]:
         st.dataframe(pd.DataFrame(rep["most_confused"]), hide_index=True, width="stretch",

@@ -25,8 +25,8 @@ if pred is None:
 kind = "grayscale" if pred.channels == 1 else "colour"
 st.caption(f"{run.model} trained on {run.dataset}: {len(pred.classes)} classes ({', '.join(pred.classes[:12])}"
            f"{', …' if len(pred.classes) > 12 else ''}); it looks at {pred.size}x{pred.size} {kind} images.")
-k = st.slider("Show the top", 1, min(10, len(pred.classes)), min(3, len(pred.classes)), key="pr_k",
-              format="%d classes")
+k = st.slider("Classes to show", 1, min(10, len(pred.classes)), min(3, len(pred.classes)), key="pr_k",
+              help="The most likely classes, best first.")
 files = st.file_uploader("Photos", type=ui.UPLOAD_TYPES, accept_multiple_files=True, key="pr_files",
                          help="JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF, up to 10 MB each.")
 shot = None

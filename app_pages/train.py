@@ -95,6 +95,9 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue"
                 + (f", behind {ahead[0].run} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
                 + ". It starts by itself; you can close this tab.")
+        if st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
+            manager.cancel(job.id)
+            st.rerun()
     elif job.state == "running":
         p = job.progress()
         status = job.status()
@@ -128,8 +131,9 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         c1.page_link("app_pages/evaluate.py", label="Evaluate it", icon=":material/fact_check:")
         c2.page_link("app_pages/predict.py", label="Try it on a photo", icon=":material/photo_camera:")
     elif job.state == "cancelled":
-        more = "Resume it below to continue from its last finished epoch." if job.run_dir.is_dir() else ""
-        st.info(f"Cancelled. {more}")
+        resumable = (job.run_dir / "last.pt").is_file()
+        st.info("Cancelled." + (" Resume it below to continue from its last finished epoch." if resumable else
+                                " It had not finished an epoch, so there is nothing to resume."))
     else:
         st.error(f"{job.state.capitalize()}: {job.message or 'no message'}")
     if job.state != "queued":

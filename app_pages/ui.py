@@ -179,7 +179,8 @@ def confusion_frame(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> pd.D
 
 
 def label_angle(names: Sequence[str]) -> int:
-    return 0 if max(map(len, names), default=0) <= 3 else -40
+    """Short names (digits) stay level; longer ones stand upright so that every class gets its label."""
+    return 0 if max(map(len, names), default=0) <= 3 else -90
 
 
 def matrix_height(n: int) -> int:
@@ -191,8 +192,8 @@ def class_axes(order: list[str]) -> dict[str, Any]:
     """x = predicted (on top, slanted when the names are long), y = true, both in the dataset's class order."""
     angle = label_angle(order)
     return {"x": alt.X("predicted:N", sort=order, title="predicted class",
-                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120)),
-            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120))}
+                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120, labelOverlap=False)),
+            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120, labelOverlap=False))}
 
 
 def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selectable: bool = True) -> alt.LayerChart:
@@ -243,7 +244,8 @@ def f1_chart(df: pd.DataFrame) -> alt.Chart:
     """Per-class F1 (columns run, class, F1) as grouped bars, one colour per run."""
     order = list(dict.fromkeys(df["class"]))
     return (alt.Chart(df).mark_bar()
-            .encode(x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=label_angle(order))),
+            .encode(x=alt.X("class:N", sort=order, title=None,
+                            axis=alt.Axis(labelAngle=label_angle(order), labelOverlap=False)),
                     xOffset=alt.XOffset("run:N"),
                     y=alt.Y("F1:Q", scale=alt.Scale(domain=[0, 1])),
                     color=alt.Color("run:N", title=None, legend=alt.Legend(orient="top"),
@@ -258,8 +260,8 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
     order = list(df["label"])
     base = alt.Chart(df).encode(
         y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=160)),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]), title=None,
-                axis=alt.Axis(format=".0%", values=[0, .25, .5, .75, 1])))
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]),  # room for the label of a 100% bar
+                axis=alt.Axis(format=".0%", values=[0, 0.25, 0.5, 0.75, 1]), title=None))
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.condition(alt.datum.probability >= LOW_CONFIDENCE, alt.value("#1f77b4"), alt.value("#9ecae1")),
         tooltip=["label:N", alt.Tooltip("probability:Q", format=".2%")])
@@ -272,7 +274,7 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     if s < 3600:

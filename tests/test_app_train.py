@@ -16,7 +16,8 @@ from cnn_core.models import build_model, count_parameters, get_spec, list_models
 from cnn_core.train import fit
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
-TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+TINY = {"model": "lenet5", "dataset": "digits", "epochs": 1, "batch_size": 64, "max_batches": 2,
+        "precision": "fp32"}
 
 
 @pytest.fixture
@@ -102,8 +103,12 @@ def test_a_second_request_waits_in_the_queue_and_can_be_cancelled(runs, managers
     at.button(key="tr_start").click().run()
     mine = manager.get(at.session_state.tr_job)
     assert mine.state == "queued" and "number 1 in the queue" in texts(at) and "someone-else" in texts(at)
-    at.button(key=f"tr_dequeue_{mine.id}").click().run()
+    at.button(key=f"tr_cancel_{mine.id}").click().run()
     assert mine.state == "cancelled" and not manager.queued()
+    again = manager.submit(TrainConfig(**TINY), name="again", root=runs)
+    at.run()
+    at.button(key=f"tr_dequeue_{again.id}").click().run()  # the queue list in "Jobs on this server"
+    assert again.state == "cancelled" and not manager.queued()
     at.session_state.tr_job = other.id
     at.run()
     at.button(key=f"tr_cancel_{other.id}").click().run()

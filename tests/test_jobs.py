@@ -18,7 +18,8 @@ from cnn_core.train import fit
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+TINY = {"model": "lenet5", "dataset": "digits", "epochs": 1, "batch_size": 64, "max_batches": 2,
+        "precision": "fp32"}
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]  # a stand-in process that never trains
 
 
@@ -112,8 +113,9 @@ def test_a_killed_process_is_marked_failed_on_disk_too(runs, manager):
 
 
 def test_a_process_that_dies_says_its_last_line(runs):
-    m = JobManager(command=[sys.executable, "-c", "import sys; print('warming up', file=sys.stderr); "
-                                                  "print('error: out of cheese', file=sys.stderr); sys.exit(1)"])
+    script = ("import sys; print('warming up', file=sys.stderr); "
+              "print('error: out of cheese', file=sys.stderr); sys.exit(1)")
+    m = JobManager(command=[sys.executable, "-c", script])
     job = m.submit(TrainConfig(**TINY), name="x", root=runs)
     m.wait(job.id, timeout=30)
     assert job.state == "failed" and job.message == "out of cheese"
