@@ -348,4 +348,4 @@ _register("mnist", "MNIST: 70,000 handwritten digits, 28x28 grayscale", 10, Fals
 _register("cifar10", "CIFAR-10: 60,000 photos in 10 classes, 32x32 RGB", 10, True,
           lambda d, c: _load_known(_CIFAR, d, c), _where(_CIFAR))
 
-from . import folders  # noqa: E402,F401  (registers folder:PATH; it builds on the functions above)
+from . import folders  # noqa: F401  (registers folder:PATH; imported last: it builds on the functions above)

