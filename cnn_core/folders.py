@@ -280,6 +280,10 @@ def load_folder(arg: str, data_dir: Path, cache_dir: Path, size: int, split_file
                             "needs at least two classes with photos")
         if split_file is not None:
             _write_split(split_file, scan, classes, split, skipped)
+    empty_parts = [s for s in ("val", "test") if not any(split[s].values())]
+    if empty_parts:
+        raise DataError(f"{scan.root} has too few photos to hold any out for {' and '.join(empty_parts)}: a class "
+                        f"needs at least 3 (it gets 1 for validation and 1 for testing); add photos")
     if skipped:
         notes.append(f"warning: skipped {len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} "
                      f"(not an image, damaged, or too large), e.g. {', '.join(skipped[:3])}")

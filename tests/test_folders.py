@@ -141,6 +141,12 @@ def test_unusable_folders_are_refused_in_one_line(tmp_path, layout, error):
     assert "\n" not in str(e.value)
 
 
+def test_classes_too_small_to_validate_and_test_are_refused_not_trained(tmp_path):
+    root = make_folder(tmp_path / "d", {"a": 2, "b": 2})
+    with pytest.raises(DataError, match="too few photos to hold any out for val and test: a class needs at least 3"):
+        folders.load_folder(str(root), tmp_path, tmp_path / "cache", 32)
+
+
 def test_a_folder_of_no_images_and_a_missing_folder_are_refused(tmp_path):
     for cls in ("a", "b"):
         (tmp_path / "t" / cls).mkdir(parents=True)
