@@ -71,6 +71,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", type=int, help="train on this many images only (stratified)")
     p.add_argument("--max-batches", type=int, help="stop each epoch after this many batches (smoke tests)")
     p.add_argument("--tta", type=_bool, help="on|off: flip test-time augmentation")
+    p.add_argument("--finetune", choices=("all", "head"),
+                   help="pretrained models: fine-tune all layers (backbone at --backbone-lr x lr) or the new head only")
+    p.add_argument("--backbone-lr", type=float, help="pretrained models: backbone lr as a fraction of --lr (0.1)")
 
 
 _FLAG_FIELDS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "augment",
@@ -89,6 +92,15 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     opts.update(get_spec(model).defaults)
     opts.update(preset)
     opts.update({k: getattr(args, k) for k in _FLAG_FIELDS if getattr(args, k, None) is not None})
+    tuning = {k: getattr(args, k) for k in ("finetune", "backbone_lr") if getattr(args, k, None) is not None}
+    if tuning:  # model arguments, so they travel in cfg.extra (and in the checkpoint)
+        from .models.pretrained import check_options, is_finetunable
+
+        if not is_finetunable(model):
+            raise CnnError(f"--finetune and --backbone-lr apply to pretrained models (e.g. "
+                           f"efficientnet_lite0_pretrained), not {model}")
+        opts["extra"] = {**opts.get("extra", {}), **tuning}
+        check_options(opts["extra"].get("finetune", "all"), opts["extra"].get("backbone_lr", 0.1))
     opts.update(overrides)
     opts["model"] = model
     return TrainConfig(**opts)

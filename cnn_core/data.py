@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ class Dataset:
     y_test: torch.Tensor
     flip: bool  # is a horizontal flip a label-preserving augmentation here (not for digits)
     source: str  # where it was read from, for the record
+    x_val: torch.Tensor | None = None  # a validation split of its own (a folder's 8:1:1); None: carve from train
+    y_val: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should hear: skipped files, tiny classes
 
     @property
     def channels(self) -> int:
@@ -59,7 +62,7 @@ class DatasetInfo:
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
-_PREFIXES: dict[str, Callable[[str, Path, Path, int], Dataset]] = {}  # "folder" -> loader(arg, data, cache, size)
+_PREFIXES: dict[str, Callable[..., Dataset]] = {}  # "folder" -> loader(arg, data, cache, size[, split_file=])
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -82,18 +85,23 @@ def dataset_info(name: str) -> DatasetInfo:
     return _DATASETS[name]
 
 
-def register_prefix(prefix: str, loader: Callable[[str, Path, Path, int], Dataset]) -> None:
-    """Datasets named ``prefix:ARG`` (e.g. folder:PATH) load through ``loader(ARG, data_dir, cache_dir, size)``."""
+def register_prefix(prefix: str, loader: Callable[..., Dataset]) -> None:
+    """Datasets named ``prefix:ARG`` (e.g. folder:PATH) load through ``loader(ARG, data_dir, cache_dir, size)``,
+    plus ``split_file=`` when the caller has one (see load_dataset)."""
     _PREFIXES[prefix] = loader
 
 
-def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_size: int = 32) -> Dataset:
-    """Load a dataset by name; ``image_size`` only matters for datasets whose images vary in size."""
+def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_size: int = 32,
+                 split_file: Path | None = None) -> Dataset:
+    """Load a dataset by name; ``image_size`` only matters for datasets whose images vary in size.
+    ``split_file``: where a dataset that splits itself (folder:PATH) keeps a run's split, reused when present."""
     ddir, cdir = data_dir(data_dir_), cache_dir()
     if ":" in name:
         prefix, arg = name.split(":", 1)
         if prefix not in _PREFIXES:
             raise DataError(f"unknown dataset kind {prefix!r}; use one of: {', '.join(list_datasets())}, folder:PATH")
+        if split_file is not None:
+            return _PREFIXES[prefix](arg, ddir, cdir, image_size, split_file=split_file)
         return _PREFIXES[prefix](arg, ddir, cdir, image_size)
     return dataset_info(name).loader(ddir, cdir)
 
@@ -339,3 +347,5 @@ _register("mnist", "MNIST: 70,000 handwritten digits, 28x28 grayscale", 10, Fals
           lambda d, c: _load_known(_MNIST, d, c), _where(_MNIST))
 _register("cifar10", "CIFAR-10: 60,000 photos in 10 classes, 32x32 RGB", 10, True,
           lambda d, c: _load_known(_CIFAR, d, c), _where(_CIFAR))
+
+from . import folders  # noqa: E402, F401  (registers folder:PATH; imported last: it builds on the functions above)

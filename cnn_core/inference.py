@@ -126,7 +126,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", root: str | os.Pat
     model = ck.model_from_checkpoint(ckpt)
     cfg = TrainConfig.from_dict(ckpt["config"])
     device = pick_device("auto" if cfg.device == "auto" else cfg.device)
-    prep = prepare_data(cfg, data_dir, device)
+    prep = prepare_data(cfg, data_dir, device, run_dir)
     if list(prep.classes) != list(ckpt["classes"]):
         raise CheckpointError(f"the dataset's classes no longer match run {run_dir.name}'s")
     prep.mean, prep.std = list(ckpt["input"]["mean"]), list(ckpt["input"]["std"])
@@ -150,6 +150,6 @@ def split_images(run: str | os.PathLike, split: str, indices: list[int], root: s
 
     run_dir = ck.resolve_run(run, ck.runs_root(root))
     cfg = TrainConfig.from_dict(ck.read_json(run_dir / "config.json"))
-    x, _ = prepare_data(cfg, data_dir).split(split)
+    x, _ = prepare_data(cfg, data_dir, run_dir=run_dir).split(split)
     return [x[i].permute(1, 2, 0).numpy().squeeze(-1) if x.shape[1] == 1 else x[i].permute(1, 2, 0).numpy()
             for i in indices]

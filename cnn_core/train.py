@@ -78,16 +78,21 @@ class Prepared:
 
 
 def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
-                 device: torch.device | None = None) -> Prepared:
+                 device: torch.device | None = None, run_dir: Path | None = None) -> Prepared:
     """Load the dataset, carve the seeded stratified validation split (and training subset), compute the
-    normalisation from the training images only, and place the uint8 tensors on ``device``."""
+    normalisation from the training images only, and place the uint8 tensors on ``device``. With ``run_dir``,
+    a dataset that splits itself (folder:PATH) keeps its split in the run's split.json and reuses it."""
     spec = get_spec(cfg.model)
     size = spec.pick_size(None, cfg.input_size) if ":" in cfg.dataset else None
-    ds = load_dataset(cfg.dataset, data_dir, image_size=size or spec.default_size)
+    ds = load_dataset(cfg.dataset, data_dir, image_size=size or spec.default_size,
+                      split_file=Path(run_dir) / "split.json" if run_dir is not None else None)
     size = size or spec.pick_size(ds.native_size, cfg.input_size)
     if len(ds.classes) < 2:
         raise CnnError(f"dataset {cfg.dataset} has {len(ds.classes)} class; a classifier needs at least two")
-    keep, val = stratified_split(ds.y_train, cfg.val_fraction, cfg.seed)
+    if ds.x_val is not None:  # the dataset's own validation split (a folder's 8:1:1) is used as it is
+        keep, val = np.arange(len(ds.y_train)), np.arange(0)
+    else:
+        keep, val = stratified_split(ds.y_train, cfg.val_fraction, cfg.seed)
     if cfg.train_subset and cfg.train_subset < len(keep):
         sub, _ = stratified_split(ds.y_train[keep], 1 - cfg.train_subset / len(keep), cfg.seed)
         keep = keep[sub]
@@ -95,12 +100,15 @@ def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
     x_train = ds.x_train[keep_t]
     if spec.mean_std is not None:
         mean, std = [list(v) for v in spec.mean_std]
+        if len(mean) != ds.channels:  # grayscale into an RGB-trained net: one channel with the average stats
+            mean, std = [sum(mean) / len(mean)] * ds.channels, [sum(std) / len(std)] * ds.channels
     else:
         mean, std = channel_stats(x_train)
     dev = device or torch.device("cpu")
+    x_val, y_val = (ds.x_val, ds.y_val) if ds.x_val is not None else (ds.x_train[val_t], ds.y_train[val_t])
     return Prepared(ds, ds.classes, ds.channels, size, mean, std,
                     x_train.to(dev), ds.y_train[keep_t].to(dev),
-                    ds.x_train[val_t].to(dev), ds.y_train[val_t].to(dev),
+                    x_val.to(dev), y_val.to(dev),
                     ds.x_test.to(dev), ds.y_test.to(dev),
                     augment_for(ds.flip, ds.native_size, cfg.crop_padding))
 
@@ -108,10 +116,15 @@ def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
 # ---------------------------------------------------------------------------------------- optimisation parts
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    # no weight decay on biases and batch-norm parameters: L2 on them only fights the normalisation
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # a model may give parts of itself their own learning rate (a pretrained backbone learns slower than its head)
+    parts = model.param_groups(cfg.lr) if hasattr(model, "param_groups") else [{"params": model.parameters()}]
+    groups = []
+    for part in parts:
+        params = [p for p in part["params"] if p.requires_grad]
+        lr = {"lr": part["lr"]} if "lr" in part else {}
+        # no weight decay on biases and batch-norm parameters: L2 on them only fights the normalisation
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, **lr},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **lr}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}[cfg.optimizer]
@@ -127,7 +140,8 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, [total_steps // 2, total_steps * 3 // 4], 0.1)
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=total_steps,
                                                    pct_start=0.25, anneal_strategy="linear",
                                                    cycle_momentum=cfg.optimizer == "sgd")
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
@@ -357,9 +371,13 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     _status(run_dir, state="running", pid=os.getpid(), message="loading data", device=device_name(device))
     t_data = time.perf_counter()
     with ddp.local_main_first():  # one process per machine builds a missing dataset cache
-        prep = prepare_data(cfg, data_dir, device)
+        prep = prepare_data(cfg, data_dir, device, run_dir)
     data_seconds = time.perf_counter() - t_data
+    for note in prep.dataset.notes:
+        say(note)
     model = build_model(cfg.model, len(prep.classes), prep.channels, prep.size, **cfg.extra)
+    if hasattr(model, "load_pretrained") and not (resuming and (run_dir / "last.pt").is_file()):
+        say(model.load_pretrained())  # ImageNet weights; a resumed run continues from its own last.pt instead
     model = ddp.sync_batchnorm(model.to(device, memory_format=torch.channels_last), device)
     train_b = Batches(prep.x_train, prep.y_train, cfg.batch_size, prep.normalize(), shuffle=True,
                       augment=prep.augment if cfg.augment else None, seed=cfg.seed, max_batches=cfg.max_batches,
@@ -399,7 +417,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     progress = _Progress(run_dir, on_batch)
     progress.epochs = cfg.epochs
     _status(run_dir, state="running", message="training", epochs=cfg.epochs, params=params,
-            data_seconds=round(data_seconds, 2), classes=prep.classes)
+            data_seconds=round(data_seconds, 2), classes=prep.classes, notes=prep.dataset.notes)
     stale = 0
     state = "finished"
     for epoch in range(start_epoch, cfg.epochs + 1):

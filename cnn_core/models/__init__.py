@@ -1,6 +1,6 @@
 """The model zoo. Importing this package registers every family."""
 
-from . import alexnet, fastnet, lenet, resnet, vgg  # noqa: F401  (registration side effect)
+from . import alexnet, fastnet, lenet, pretrained, resnet, vgg  # noqa: F401  (registration side effect)
 from .registry import ModelSpec, build_model, count_parameters, get_spec, list_models, register_model
 
 __all__ = ["ModelSpec", "build_model", "count_parameters", "get_spec", "list_models", "register_model"]
