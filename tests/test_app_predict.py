@@ -30,7 +30,7 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
     assert not at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 3
-    assert "notes.jpg" in errors[0] and "not a usable image" in errors[0]
+    assert "notes.jpg" in errors[0] and "not an image file this app can read" in errors[0]
     assert "empty.png" in errors[1] and "empty" in errors[1]
     assert "cut.jpg" in errors[2] and ("truncated" in errors[2] or "decoded" in errors[2])
 

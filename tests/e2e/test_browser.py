@@ -174,7 +174,7 @@ def test_predict_an_uploaded_photo(server, page, tmp_path):
     label, prob = heading.split(" · ")
     assert label in [str(i) for i in range(10)] and 0 < float(prob.rstrip("%")) <= 100
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1  # the probability bars
-    assert page.get_by_text("holiday.jpg: not a usable image").is_visible()
+    assert page.get_by_text("holiday.jpg: not an image file this app can read").is_visible()
     no_error_boxes(page)
     shoot(page, "predict")
 
