@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -24,15 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "bench" / "reference_loop.py"
 
 
+# Runs the measured command as its own child and reports that child tree's peak RSS (largest process), so no
+# earlier measurement can leak into a later one's figure.
+_WRAP = ("import json, resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+         "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); "
+         "print(json.dumps({'peak_rss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss})); "
+         "sys.exit(p.returncode)")
+
+
 def child(cmd: list[str]) -> dict:
-    """Run one measurement; its last stdout line is JSON. Adds the child tree's peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    """Run one measurement; its last stdout line is JSON. Adds the child tree's peak RSS in MB."""
+    p = subprocess.run([sys.executable, "-c", _WRAP, *cmd], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
     if p.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd[:4])} failed: {p.stderr.strip().splitlines()[-1:]}")
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out["peak_rss_mb"] = round(max(peak, before) / 1024, 1) if peak > before else out.get("peak_rss_mb")
+    lines = p.stdout.strip().splitlines()
+    out = json.loads(lines[-2])
+    out["peak_rss_mb"] = round(json.loads(lines[-1])["peak_rss_kb"] / 1024, 1)
     return out
 
 
