@@ -197,9 +197,11 @@ def test_disk_full_on_the_command_line_is_exit_2_and_one_line(runs):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_loses_at_most_that_epoch(runs):
     env = {**os.environ, "CNN_CHECKPOINTS": str(runs), "CNN_THREADS": "1"}
-    # batch size 4: an epoch of digits takes a few seconds, long enough to be killed in the middle of
-    train = [sys.executable, "-m", "cnn_core", "train", "--model", "lenet5", "--dataset", "digits", "--epochs", "5",
-             "--batch-size", "4", "--lr", "0.01", "--schedule", "cosine", "--name", "killed", "--quiet"]
+    # ResNet-18, 60 batches of 4 per epoch: several seconds an epoch however idle the machine, so progress.json
+    # (written about once a second) is seen in the first half of an epoch, the moment to kill it
+    train = [sys.executable, "-m", "cnn_core", "train", "--model", "resnet18", "--dataset", "digits", "--epochs",
+             "5", "--batch-size", "4", "--max-batches", "60", "--lr", "0.01", "--schedule", "cosine", "--name",
+             "killed", "--quiet"]
     proc = subprocess.Popen(train, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     run = runs / "killed"
     deadline = time.monotonic() + 600
