@@ -19,7 +19,14 @@ def _fake_run(root, name, **status):
     run.mkdir(parents=True)
     ck.write_json(run / "config.json", TrainConfig().to_dict())
     ck.write_json(run / "status.json", {"state": "finished", **status})
-    (run / "best.pt").write_bytes(b"weights")
+    # a real (untrained) LeNet-5 checkpoint: run lists check that a checkpoint loads, not only that it exists
+    from cnn_core.models import build_model
+
+    model = build_model("lenet5", 10, 1, 32)
+    ck.save_checkpoint({"format": ck.FORMAT, "state_dict": model.state_dict(), "classes": [str(i) for i in range(10)],
+                        "model": {"name": "lenet5", "kwargs": {"num_classes": 10, "in_channels": 1, "input_size": 32}},
+                        "input": {"size": 32, "channels": 1, "mean": [0.3], "std": [0.4]}, "epoch": 1},
+                       run / "best.pt")
     return run
 
 
