@@ -304,35 +304,38 @@ class JobManager:
             self._start_next(job.device)
 
     def _finish(self, job: Job, rc: int, out: str, err: str) -> None:
-        """Settle the job's final state from the CLI's summary, the run's status.json and the exit code."""
-        job.returncode, job.ended = rc, time.time()
+        """Settle the job's final state from the CLI's summary, the run's status.json and the exit code.
+        The state changes last, after the run folder agrees: a caller waiting on ``job.active`` then finds
+        both done."""
         lines = [ln for ln in (out or "").splitlines() if ln.strip()]
         try:
-            job.summary = json.loads(lines[-1]) if rc == 0 and lines else {}
+            summary = json.loads(lines[-1]) if rc == 0 and lines else {}
         except ValueError:
-            job.summary = {}
+            summary = {}
         status = job.status()
         if rc == 0:
-            job.state = str(job.summary.get("state") or status.get("state") or "finished")
-            job.message = str(status.get("message", "")) if job.state != "finished" else ""
-            return
-        said = [ln.strip() for ln in (err or "").splitlines() if ln.strip()]
-        last = said[-1].removeprefix("error: ") if said else ""
-        if job._cancelled and status.get("state") in (None, "running", "cancelled"):
-            # SIGTERM before the CLI set its handler (still importing): the process simply ended
-            job.state, job.message = "cancelled", "cancelled; resume it to continue from last.pt"
-        elif status.get("state") == "diverged":
-            job.state, job.message = "diverged", str(status.get("message") or last)
+            state = str(summary.get("state") or status.get("state") or "finished")
+            message = str(status.get("message", "")) if state != "finished" else ""
         else:
-            how = f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
-            job.state, job.message = "failed", last or f"the training process ended without a message ({how})"
-        if (job.run_dir / "config.json").is_file() and status.get("state") in (None, "running"):
-            # the process could not say it itself (killed, crashed): say it for it, so the run list agrees
-            status.update(state=job.state, message=job.message, pid=None, updated=time.time())
-            try:
-                ck.write_json(job.run_dir / "status.json", status)
-            except CnnError:
-                pass
+            said = [ln.strip() for ln in (err or "").splitlines() if ln.strip()]
+            last = said[-1].removeprefix("error: ") if said else ""
+            if job._cancelled and status.get("state") in (None, "running", "cancelled"):
+                # SIGTERM before the CLI set its handler (still importing): the process simply ended
+                state, message = "cancelled", "cancelled; resume it to continue from last.pt"
+            elif status.get("state") == "diverged":
+                state, message = "diverged", str(status.get("message") or last)
+            else:
+                how = f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
+                state, message = "failed", last or f"the training process ended without a message ({how})"
+            if (job.run_dir / "config.json").is_file() and status.get("state") in (None, "running"):
+                # the process could not say it itself (killed, crashed): say it for it, so the run list agrees
+                status.update(state=state, message=message, pid=None, updated=time.time())
+                try:
+                    ck.write_json(job.run_dir / "status.json", status)
+                except CnnError:
+                    pass
+        job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message
+        job.state = state
 
 
 _MANAGER: JobManager | None = None
