@@ -113,8 +113,9 @@ def _num_outputs(model: nn.Module, p: Predictor) -> int:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 def evaluate_run(run: str | os.PathLike, split: str = "test", root: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None, which: str = "best") -> dict[str, Any]:
-    """Metrics of the run's best checkpoint on its own split, plus per-image predictions for galleries."""
+                 data_dir: str | os.PathLike | None = None, which: str = "best", prep: Any = None) -> dict[str, Any]:
+    """Metrics of the run's best checkpoint on its own split, plus per-image predictions for galleries.
+    ``prep`` (a training's own Prepared data) saves loading the dataset again."""
     from .train import eval_batches, predict_logits, prepare_data
 
     if split not in ("test", "val"):
@@ -126,18 +127,24 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", root: str | os.Pat
     model = ck.model_from_checkpoint(ckpt)
     cfg = TrainConfig.from_dict(ckpt["config"])
     device = pick_device("auto" if cfg.device == "auto" else cfg.device)
-    prep = prepare_data(cfg, data_dir, device, run_dir)
+    if prep is None:
+        prep = prepare_data(cfg, data_dir, device, run_dir)
     if list(prep.classes) != list(ckpt["classes"]):
         raise CheckpointError(f"the dataset's classes no longer match run {run_dir.name}'s")
     prep.mean, prep.std = list(ckpt["input"]["mean"]), list(ckpt["input"]["std"])
     model = model.to(device, memory_format=torch.channels_last)
     logits, y = predict_logits(model, eval_batches(prep, split), device, pick_precision(cfg.precision, device),
                                cfg.tta)
+    return split_report(logits, y, prep.classes, run=run_dir.name, split=split, checkpoint=path.name,
+                        epoch=int(ckpt.get("epoch", 0)))
+
+
+def split_report(logits: torch.Tensor, y: torch.Tensor, classes: list[str], **about: Any) -> dict[str, Any]:
+    """The classification report of one split's logits, with per-image predictions for galleries."""
     probs = torch.softmax(logits, 1).numpy()
     pred = probs.argmax(1)
-    report = classification_report(y.numpy(), pred, prep.classes)
-    report.update(run=run_dir.name, split=split, checkpoint=path.name, epoch=int(ckpt.get("epoch", 0)),
-                  most_confused=most_confused(report["confusion_matrix"], prep.classes),
+    report = classification_report(y.numpy(), pred, classes)
+    report.update(about, most_confused=most_confused(report["confusion_matrix"], classes),
                   y_true=y.numpy().tolist(), y_pred=pred.tolist(),
                   confidence=[round(float(v), 5) for v in probs.max(1)])
     return report

@@ -56,8 +56,9 @@ def _pct(v: Any) -> str:
 
 
 def build_model_card(run_dir: Path, data_dir: str | os.PathLike | None = None,
-                     prep: Prepared | None = None) -> str:
-    """The card's markdown. ``prep`` (the training's own data) saves loading the dataset again."""
+                     prep: Prepared | None = None, report: dict[str, Any] | None = None) -> str:
+    """The card's markdown. ``prep`` (the training's own data) saves loading the dataset again, ``report``
+    (fit's own test report of the best checkpoint) evaluating it again."""
     from .inference import checkpoint_path, evaluate_run
     from .models import get_spec
 
@@ -71,7 +72,7 @@ def build_model_card(run_dir: Path, data_dir: str | os.PathLike | None = None,
         from .train import prepare_data
 
         prep = prepare_data(cfg, data_dir)
-    rep = evaluate_run(run_dir, "test", data_dir=data_dir)
+    rep = report if report is not None else evaluate_run(run_dir, "test", data_dir=data_dir, prep=prep)
     history = ck.read_metrics(run_dir)
     best = next((r for r in history if r["epoch"] == st.get("best_epoch")), {})
     inp, spec = ckpt["input"], get_spec(cfg.model)
@@ -147,19 +148,20 @@ def build_model_card(run_dir: Path, data_dir: str | os.PathLike | None = None,
 
 
 def write_model_card(run: str | os.PathLike, root: str | os.PathLike | None = None,
-                     data_dir: str | os.PathLike | None = None, prep: Prepared | None = None) -> Path:
+                     data_dir: str | os.PathLike | None = None, prep: Prepared | None = None,
+                     report: dict[str, Any] | None = None) -> Path:
     """(Re)write ``model_card.md`` of a finished run and return its path."""
     run_dir = ck.resolve_run(run, ck.runs_root(root))
     path = run_dir / CARD
-    ck.atomic_write_text(path, build_model_card(run_dir, data_dir, prep))
+    ck.atomic_write_text(path, build_model_card(run_dir, data_dir, prep, report))
     return path
 
 
 def write_after_training(run_dir: Path, data_dir: str | os.PathLike | None, prep: Prepared,
-                         say: Callable[[str], None]) -> None:
+                         say: Callable[[str], None], report: dict[str, Any] | None = None) -> None:
     """fit's hook: a card that cannot be written is reported, never a reason to fail a finished run."""
     try:
-        write_model_card(run_dir, data_dir=data_dir, prep=prep)
+        write_model_card(run_dir, data_dir=data_dir, prep=prep, report=report)
     except CnnError as e:
         say(f"model card not written: {e}")
 

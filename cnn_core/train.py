@@ -33,6 +33,7 @@ from .engine import (
     set_threads,
 )
 from .errors import CnnError
+from .inference import split_report
 from .models import build_model, count_parameters, get_spec
 
 
@@ -464,7 +465,14 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     test_b = eval_batches(prep, "test")
     if cfg.max_batches:
         test_b.max_batches = cfg.max_batches
-    _, test_acc = ddp.evaluate(evaluate, model, test_b, device, amp, cfg.tta)
+    report = None
+    if ddp.world == 1:  # one pass gives the accuracy and the model card's per-class table
+        logits, y = predict_logits(model, test_b, device, amp, cfg.tta)
+        report = split_report(logits, y, prep.classes, run=run_dir.name, split="test", checkpoint="best.pt",
+                              epoch=int(best_ckpt["epoch"]))
+        test_acc = report["accuracy"]
+    else:
+        _, test_acc = ddp.evaluate(evaluate, model, test_b, device, amp, cfg.tta)
     train_seconds = sum(r["epoch_seconds"] for r in history)  # resumed runs count their earlier epochs too
     images = sum(r["images_per_second"] * r["epoch_seconds"] for r in history)
     summary = {"run": run_dir.name, "run_dir": str(run_dir), "state": state, "model": cfg.model,
@@ -477,7 +485,7 @@ def _fit(cfg: TrainConfig, run_dir: Path, resuming: bool, data_dir: str | os.Pat
     _status(run_dir, **summary, message="", pid=None)
     if ddp.is_main:
         (run_dir / "progress.json").unlink(missing_ok=True)
-        modelcard.write_after_training(run_dir, data_dir, prep, say)
+        modelcard.write_after_training(run_dir, data_dir, prep, say, report)
     say(f"best val acc {best:.4f} (epoch {best_epoch}); test acc {test_acc:.4f}; "
         f"{train_seconds:.1f}s training")
     return summary
