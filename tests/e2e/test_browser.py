@@ -1,21 +1,15 @@
 """End to end in a real headless Chromium: predict from an upload, read the evaluation, train a tiny run to the
-end, and every page on a phone-sized screen.
+end, two sessions asking to train at once, and every page on a phone-sized screen.
 
 The app runs as students meet it (`streamlit run` on a free loopback port, its own copy of the runs), driven by
-Debian's Chromium through Playwright (scripts/ensure_browser.sh installs it when missing). Screenshots of every
-page go to test-artifacts/. The fixtures live here rather than in a conftest.py, whose module name would shadow
-tests/conftest.py for tests that import helpers from it."""
+Debian's Chromium through Playwright; scripts/appdriver.py starts both (scripts/loadtest.py uses it too).
+Screenshots of every page go to test-artifacts/. The fixtures live here rather than in a conftest.py, whose module
+name would shadow tests/conftest.py for tests that import helpers from it."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,19 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+from cnn_core import checkpoints as ck
+from cnn_core.inference import Predictor
+from scripts.appdriver import ARTIFACTS, fill_train_form, launch_chromium, serve, settle
+
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -48,77 +35,42 @@ def e2e_root(app_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(e2e_root) -> Iterator[str]:
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    env = dict(os.environ, CNN_CHECKPOINTS=str(e2e_root), PYTHONPATH=str(ROOT))
-    with open(ARTIFACTS / "e2e-server.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"streamlit did not start; see {ARTIFACTS / 'e2e-server.log'}")
-            time.sleep(0.3)
+    with serve(e2e_root, ARTIFACTS / "e2e-server.log") as url:
         yield url
-        proc.terminate()  # the server's exit cancels its training jobs (they stop at a batch)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="session")
 def browser():
-    subprocess.run(["bash", str(ROOT / "scripts" / "ensure_browser.sh")], check=True)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
 
+def new_page(browser, **context):
+    pg = browser.new_context(**context).new_page()
+    pg.set_default_timeout(60_000)
+    return pg
+
+
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport=DESKTOP)
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    pg = new_page(browser, viewport=DESKTOP)
     yield pg
-    ctx.close()
+    pg.context.close()
 
 
 @pytest.fixture
 def phone(browser):
-    ctx = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
+    pg = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
     yield pg
-    ctx.close()
+    pg.context.close()
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PAGES = ["", "train", "evaluate", "predict", "compare"]
-
-
-def settle(pg, timeout: float = 120_000) -> None:
-    """Wait until the script run is over (the app's own run-state attribute) and nothing is greyed out."""
-    pg.wait_for_selector('[data-testid="stApp"]')
-    pg.wait_for_timeout(300)
-    pg.wait_for_function("""() => {
-        const app = document.querySelector('[data-testid="stApp"]');
-        return app && app.getAttribute('data-test-script-state') === 'notRunning'
-            && !document.querySelector('[data-stale="true"], [data-testid="stSkeleton"]');
-    }""", timeout=timeout)
-    pg.wait_for_timeout(500)  # charts draw after the run ends
 
 
 def shoot(pg, name: str) -> Path:
@@ -208,23 +160,7 @@ def test_evaluate_shows_the_confusion_matrix_and_table(server, page):
 def test_train_a_tiny_run_and_see_it_finish(server, page):
     page.goto(f"{server}/train")
     settle(page)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()
-    page.get_by_role("option").filter(has_text="digits —").first.click()
-    settle(page)
-    for label, value in (("Epochs", "2"), ("Batch size", "64")):
-        box = page.get_by_role("spinbutton", name=label, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        settle(page)
-    page.get_by_text("More options").click()
-    box = page.get_by_role("spinbutton", name="Batches per epoch at most (0 = all)")
-    box.fill("3")
-    box.press("Enter")
-    settle(page)
-    name = page.get_by_role("textbox", name="Run name (optional)")
-    name.fill("browser-run")
-    name.press("Enter")
-    settle(page)
+    fill_train_form(page, "browser-run", epochs=2, batch_size=64, max_batches=3)
     shoot(page, "train-form")
     page.get_by_role("button", name="Start training").click()
     page.locator('[data-testid="stProgress"]').first.wait_for()  # the live panel, polled by a fragment
@@ -238,6 +174,54 @@ def test_train_a_tiny_run_and_see_it_finish(server, page):
     page.reload()  # a reopened page still shows the job
     settle(page)
     assert page.get_by_text("browser-run").first.is_visible()
+
+
+def job_state(pg, run: str, state: str = "", timeout: float = 60_000) -> str:
+    """Wait for the job panel's heading for ``run`` (in ``state`` when given: Running, Queued, Finished) and
+    return that state."""
+    heading = pg.locator("h4").filter(has_text=re.compile(rf"{state or '[A-Z][a-z]+'}: \w+ {run} on "))
+    heading.wait_for(timeout=timeout)
+    return re.search(r"([A-Z][a-z]+): \w+ " + run, heading.inner_text())[1]
+
+
+def finished_intact(run_dir: Path, epochs: int) -> None:
+    assert ck.run_info(run_dir).state == "finished"
+    assert [int(r["epoch"]) for r in ck.read_metrics(run_dir)] == list(range(1, epochs + 1))
+    assert Predictor.from_run(run_dir).classes == [str(i) for i in range(10)]  # best.pt loads and builds
+
+
+def test_two_sessions_ask_to_train_at_once(server, browser, e2e_root):
+    """One job runs, the other waits in the queue with its position shown; the first finishes with its files
+    intact, then the second starts by itself and finishes too."""
+    names = ["race-a", "race-b"]
+    pages = [new_page(browser, viewport=DESKTOP) for _ in names]
+    try:
+        for pg, name in zip(pages, names):
+            pg.goto(f"{server}/train")
+            settle(pg)
+            fill_train_form(pg, name, epochs=3, batch_size=64, max_batches=5)
+        for pg in pages:  # both forms were filled while the device was free
+            pg.get_by_role("button", name="Start training").click()
+        states = [job_state(pg, name) for pg, name in zip(pages, names)]
+        assert sorted(states) == ["Queued", "Running"], states
+        first = states.index("Running")
+        second = 1 - first
+        waiting = pages[second]
+        assert waiting.get_by_text(f"number 1 in the queue, behind {names[first]}").is_visible()
+        shoot(waiting, "train-queued")
+
+        job_state(pages[first], names[first], "Finished", timeout=240_000)
+        finished_intact(e2e_root / names[first], epochs=3)
+        before = (e2e_root / names[first] / "best.pt").stat().st_mtime_ns
+        job_state(waiting, names[second], "Finished", timeout=240_000)
+        finished_intact(e2e_root / names[second], epochs=3)
+        finished_intact(e2e_root / names[first], epochs=3)  # the second run left the first one alone
+        assert (e2e_root / names[first] / "best.pt").stat().st_mtime_ns == before
+        for pg in pages:
+            no_error_boxes(pg)
+    finally:
+        for pg in pages:
+            pg.context.close()
 
 
 @pytest.mark.parametrize("path", PAGES)
