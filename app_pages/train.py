@@ -75,14 +75,15 @@ def dataset_label(name: str) -> str:
 # ------------------------------------------------------------------------------------------------ the job
 
 def current_job(manager: jobs.JobManager) -> jobs.Job | None:
-    """This session's job, else the one running (any session's), else the newest: reopening shows it."""
+    """This session's job, else the one running (any session's), else the newest: reopening shows it.
+    Sweeps are jobs too, but they are followed on the Sweep page."""
     mine = manager.get(st.session_state.get("tr_job", ""))
     if mine is not None:
         return mine
-    running = manager.running()
+    running = [j for j in manager.running() if j.kind == "train"]
     if running:
         return running[0]
-    recent = manager.jobs()
+    recent = [j for j in manager.jobs() if j.kind == "train"]
     return recent[0] if recent else None
 
 
@@ -276,7 +277,7 @@ if estimate is not None and cfg is not None:
 # ---------------------------------------------------------------------------------- resume, queue, history
 
 runs = list_runs(ui.root())
-active_runs = {j.run for j in manager.jobs() if j.active}
+active_runs = manager.active_runs(ui.root())
 resumable = [r for r in runs if r.state in RESUMABLE and (r.path / "last.pt").is_file() and r.name not in active_runs]
 if resumable:
     st.subheader("Resume a stopped run")
@@ -300,7 +301,8 @@ if elsewhere:
 history = manager.jobs()
 if history:
     with st.expander(f"Jobs on this server ({len(history)})", expanded=bool(manager.queued())):
-        st.dataframe(pd.DataFrame([{"run": j.run, "state": j.state, "device": j.device,
+        st.dataframe(pd.DataFrame([{"run": j.run if j.kind == "train" else f"sweep {j.run}", "state": j.state,
+                                    "device": j.device,
                                     "queue": manager.position(j.id) or None, "message": j.message,
                                     "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}
                                    for j in history]), hide_index=True)

@@ -25,12 +25,15 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoints as ck
 from .config import TrainConfig
 from .engine import pick_device
 from .errors import CnnError
+
+if TYPE_CHECKING:
+    from .sweep import SweepPlan
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
 ACTIVE = ("queued", "running")
@@ -43,6 +46,19 @@ def train_args(cfg: TrainConfig) -> list[str]:
     return config_args(cfg)
 
 
+
+
+def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
+                   root: str | os.PathLike | None = None) -> SweepPlan:
+    """What submit_sweep would queue (name, run names), checked; raises its refusal without queueing."""
+    from .cli_experiments import cli_grid
+    from .models import get_spec
+    from .sweep import expand_grid, plan_sweep
+
+    get_spec(base.model)  # a typo is refused here, not in a subprocess minutes later
+    full = cli_grid(grid, base)  # what the subprocess reads back from the flags, so the same run names
+    expand_grid(full)  # an empty or doubled list is refused in the grid's own words
+    return plan_sweep(full, base.replace(**{k: v[0] for k, v in full.items()}), name, root)
 
 
 @dataclass
@@ -192,14 +208,10 @@ class JobManager:
         """Queue a sweep (``python -m cnn_core sweep``) like a training job. Every combination and every
         existing run is checked here, so a bad grid is refused now with the sweep's own message. The settings
         not in ``grid`` that have a sweep flag are swept at one value, as the command line does."""
-        from .cli_experiments import cli_grid, sweep_args
-        from .models import get_spec
-        from .sweep import plan_sweep
+        from .cli_experiments import sweep_args
 
-        get_spec(base.model)
         root_path = ck.runs_root(root).resolve()
-        full = cli_grid(grid, base)  # what the subprocess will read back from the flags, so the same names
-        plan = plan_sweep(full, base.replace(**{k: v[0] for k, v in full.items()}), name, root_path)
+        plan = plan_sweep_job(grid, base, name, root_path)
         args = sweep_args(grid, base)
         device = str(pick_device(base.device))
         with self._lock:
