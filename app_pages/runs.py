@@ -69,7 +69,7 @@ if not rows:
     ui.no_runs_message()
     st.stop()
 
-st.dataframe(pd.DataFrame([{"run": r["name"], "model": r["model"], "dataset": r["dataset"], "state": r["state"],
+st.dataframe(pd.DataFrame([{"run": r["run"], "model": r["model"], "dataset": r["dataset"], "state": r["state"],
                             "best val accuracy": r["best_val_accuracy"], "test accuracy": r["test_accuracy"],
                             "epochs": r["epochs_run"], "created": r["created_text"],
                             "exports": ", ".join(r["exports"])} for r in rows]),
@@ -79,7 +79,7 @@ st.dataframe(pd.DataFrame([{"run": r["name"], "model": r["model"], "dataset": r[
 st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} in `{ui.root()}`, newest first.")
 
 st.subheader("Rename or delete a run")
-by_name = {r["name"]: r for r in rows}
+by_name = {r["run"]: r for r in rows}
 if st.session_state.get("rn_run") not in by_name:
     st.session_state.pop("rn_run", None)  # renamed or deleted meanwhile
 name = st.selectbox("Run", list(by_name), key="rn_run",
