@@ -25,15 +25,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import checkpoints as ck
 from .config import TrainConfig
 from .engine import pick_device
 from .errors import CnnError
-
-if TYPE_CHECKING:
-    from .sweep import SweepPlan
+from .sweep import SWEEPS, SweepPlan, expand_grid, plan_sweep
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
 ACTIVE = ("queued", "running")
@@ -46,14 +44,11 @@ def train_args(cfg: TrainConfig) -> list[str]:
     return config_args(cfg)
 
 
-
-
 def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
                    root: str | os.PathLike | None = None) -> SweepPlan:
     """What submit_sweep would queue (name, run names), checked; raises its refusal without queueing."""
     from .cli_experiments import cli_grid
     from .models import get_spec
-    from .sweep import expand_grid, plan_sweep
 
     get_spec(base.model)  # a typo is refused here, not in a subprocess minutes later
     full = cli_grid(grid, base)  # what the subprocess reads back from the flags, so the same run names
@@ -96,7 +91,7 @@ class Job:
         if self.kind != "sweep":
             return self.root / self.run
         current = self.current_run()
-        return self.root / current if current else self.root / "sweeps" / self.run
+        return self.root / current if current else self.root / SWEEPS / self.run
 
     def current_run(self) -> str | None:
         """The run this job's process is training (or was, when it died); None for a sweep between runs."""

@@ -106,7 +106,7 @@ def phone(browser):
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PAGES = ["", "train", "evaluate", "predict", "compare"]
+PAGES = ["", "train", "evaluate", "predict", "compare", "sweep", "runs"]
 
 
 def settle(pg, timeout: float = 120_000) -> None:
