@@ -110,7 +110,7 @@ def show_sweep(name: str) -> None:
 
 manager = jobs.manager()
 if "sw_model" not in st.session_state:
-    st.session_state.sw_model = list_models()[0]
+    st.session_state.sw_model = ui.smallest_model()
     st.session_state.sw_dataset = "digits" if "digits" in list_datasets() else list_datasets()[0]
     on_model_change()
 

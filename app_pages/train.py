@@ -29,14 +29,6 @@ OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("mo
 FLOATS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", float)}  # number_input wants floats
 
 
-@st.cache_data(show_spinner=False)
-def smallest_model() -> str:
-    """The default choice: the fastest model to train, from the registry rather than a name in this page."""
-    from cnn_core.estimate import model_table
-
-    return min(model_table(), key=lambda r: r["params"])["model"]
-
-
 @st.cache_data(max_entries=64, show_spinner="Sizing up the model on this dataset…")
 def size_up(cfg: dict, measure: bool) -> Estimate:
     return estimate_epoch(TrainConfig.from_dict(cfg), measure=measure)
@@ -156,7 +148,7 @@ def job_panel(job_id: str) -> None:
 
 manager = jobs.manager()
 if "tr_model" not in st.session_state:
-    st.session_state.tr_model = smallest_model()
+    st.session_state.tr_model = ui.smallest_model()
     on_model_change()
     present = [d for d in list_datasets() if dataset_info(d).locate(data_dir())]
     st.session_state.tr_dataset = (present or list_datasets())[0]

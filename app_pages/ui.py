@@ -36,6 +36,14 @@ def root() -> Path:
     return ck.runs_root()
 
 
+@st.cache_data(show_spinner=False)
+def smallest_model() -> str:
+    """The default choice of the Train and Sweep pages: the fastest model to train, from the registry."""
+    from cnn_core.estimate import model_table
+
+    return min(model_table(), key=lambda r: r["params"])["model"]
+
+
 def has_checkpoint(run: ck.RunInfo) -> bool:
     return (run.path / "best.pt").is_file() or (run.path / "last.pt").is_file()
 

@@ -9,6 +9,8 @@ from test_app_train import managers  # noqa: F401  (the fixture: a private JobMa
 
 from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
+from cnn_core.estimate import model_table
+from cnn_core.models import get_spec
 from cnn_core.sweep import read_sweep, run_sweep
 
 
@@ -55,6 +57,19 @@ def test_a_tiny_sweep_started_from_the_page_fills_its_table_and_charts(runs, man
     test = data[data["metric"] == "test"].set_index("value")["accuracy"]
     assert test["0.05"] == pytest.approx(rows[0]["test_accuracy"]) and test["0.01"] == pytest.approx(
         rows[1]["test_accuracy"])
+
+
+def test_the_values_start_from_the_quickest_model_and_follow_the_model(runs, managers):  # noqa: F811
+    managers()
+    at = open_page("sweep")
+    assert at.selectbox(key="sw_model").value == min(model_table(), key=lambda r: r["params"])["model"]
+    for name in ("lenet5", "resnet9"):
+        at.selectbox(key="sw_model").set_value(name).run()
+        want = TrainConfig(**get_spec(name).defaults)
+        assert at.text_input(key="sw_lr").value == str(want.lr)
+        assert at.number_input(key="sw_epochs").value == want.epochs
+        assert at.text_input(key="sw_batch_size").value == str(want.batch_size)
+        assert at.multiselect(key="sw_optimizer").value == [want.optimizer]
 
 
 def test_a_bad_grid_is_explained_and_nothing_starts(runs, managers):  # noqa: F811
