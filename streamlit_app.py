@@ -21,7 +21,11 @@ PAGES = [("app_pages/train.py", "Train", ":material/model_training:", "train",
          ("app_pages/predict.py", "Predict", ":material/photo_camera:", "predict",
           "Upload or take a photo and see what a model thinks it shows."),
          ("app_pages/compare.py", "Compare", ":material/compare_arrows:", "compare",
-          "Several runs side by side: accuracy, curves, per-class F1, one photo through all.")]
+          "Several runs side by side: accuracy, curves, per-class F1, one photo through all."),
+         ("app_pages/sweep.py", "Sweep", ":material/grid_view:", "sweep",
+          "Train every combination of a few settings and chart accuracy against each."),
+         ("app_pages/runs.py", "Runs", ":material/folder_managed:", "runs",
+          "Every run with its accuracy and date; rename or delete one.")]
 
 
 @st.cache_data(show_spinner=False)

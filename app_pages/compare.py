@@ -10,6 +10,14 @@ import streamlit as st
 from app_pages import ui
 from cnn_core.checkpoints import list_runs, read_json, read_metrics
 from cnn_core.errors import ImageError
+from cnn_core.sweep import list_sweeps, read_sweep
+
+
+def load_sweep(usable: list[str]) -> None:
+    """A sweep picked: its runs (those with a checkpoint) become the selection."""
+    name = st.session_state.cmp_sweep
+    if name:
+        st.session_state.cmp_runs = [r["run"] for r in read_sweep(name, ui.root()) if r["run"] in usable]
 
 st.title("Compare")
 runs = [r for r in list_runs(ui.root()) if ui.has_checkpoint(r)]
@@ -22,6 +30,11 @@ if len(runs) < 2:
     st.stop()
 
 by_name = {r.name: r for r in runs}
+sweep_runs = {s["name"]: s["runs"] for s in list_sweeps(ui.root())}
+if sweep_runs:
+    st.selectbox("Load a sweep's runs (optional)", ["", *sweep_runs], key="cmp_sweep", on_change=load_sweep,
+                 args=(list(by_name),), format_func=lambda n: f"{n} ({sweep_runs[n]} runs)" if n else "—",
+                 help="Selects every trained run of the sweep; add or remove runs below.")
 if "cmp_runs" not in st.session_state:
     st.session_state.cmp_runs = [r.name for r in runs[:2]]
 st.session_state.cmp_runs = [n for n in st.session_state.cmp_runs if n in by_name]

@@ -7,8 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import ui
+from cnn_core import export
 from cnn_core.checkpoints import list_runs, read_metrics
 from cnn_core.errors import CnnError
+from cnn_core.modelcard import read_model_card
 
 GALLERY = 24  # images shown for one cell, the most confident first
 
@@ -94,3 +96,36 @@ if len(idx):
 
 st.subheader("Training curves")
 ui.show_curves(read_metrics(run.path), key=f"ev_curves_{run.name}")
+
+st.subheader("Model card and exports")
+card = read_model_card(run.name, ui.root())
+if card is None:
+    st.caption("This run has no model card (it is written when a run finishes).")
+else:
+    with st.expander("Model card: data, model, config, metrics and the command that trains it again"):
+        st.markdown(card)
+    st.download_button("Download model_card.md", card, file_name=f"{run.name}-model_card.md", mime="text/markdown",
+                       key="ev_card_download", icon=":material/download:")
+st.caption("Exports hold the best checkpoint as a standalone model (fp32, any batch size) for code without "
+           "cnn_core: `torch.export.load` for .pt2, onnxruntime for .onnx; preprocessing.json says how to feed it.")
+cols = st.columns(len(export.FORMATS) + 1)
+for col, (fmt, file_name) in zip(cols, export.FORMATS.items()):
+    missing = export.missing_packages(fmt)
+    if col.button(f"Export {fmt}", key=f"ev_export_{fmt}", icon=":material/output:", disabled=bool(missing)):
+        try:
+            with st.spinner(f"Exporting {run.name} as {fmt}…"):
+                res = export.export_run(run.name, fmt, ui.root())
+            col.success(f"{file_name}: {res['bytes'] / 1e6:.2f} MB")
+        except CnnError as e:
+            col.error(str(e))
+    if missing:
+        col.caption(f"Needs {', '.join(missing)}: `pip install onnx onnxscript onnxruntime`.")
+    path = run.path / file_name
+    if path.is_file():  # read only when clicked: an AlexNet export is hundreds of megabytes
+        col.download_button(f"Download {file_name}", lambda p=path: p.read_bytes(),
+                            file_name=f"{run.name}-{file_name}", mime="application/octet-stream",
+                            key=f"ev_download_{fmt}", icon=":material/download:")
+pre = run.path / export.PREPROCESSING
+if pre.is_file():
+    cols[-1].download_button(f"Download {export.PREPROCESSING}", pre.read_text(), file_name=f"{run.name}-{pre.name}",
+                             mime="application/json", key="ev_download_pre", icon=":material/download:")

@@ -29,14 +29,6 @@ OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("mo
 FLOATS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", float)}  # number_input wants floats
 
 
-@st.cache_data(show_spinner=False)
-def smallest_model() -> str:
-    """The default choice: the fastest model to train, from the registry rather than a name in this page."""
-    from cnn_core.estimate import model_table
-
-    return min(model_table(), key=lambda r: r["params"])["model"]
-
-
 @st.cache_data(max_entries=64, show_spinner="Sizing up the model on this dataset…")
 def size_up(cfg: dict, measure: bool) -> Estimate:
     return estimate_epoch(TrainConfig.from_dict(cfg), measure=measure)
@@ -75,14 +67,15 @@ def dataset_label(name: str) -> str:
 # ------------------------------------------------------------------------------------------------ the job
 
 def current_job(manager: jobs.JobManager) -> jobs.Job | None:
-    """This session's job, else the one running (any session's), else the newest: reopening shows it."""
+    """This session's job, else the one running (any session's), else the newest: reopening shows it.
+    Sweeps are jobs too, but they are followed on the Sweep page."""
     mine = manager.get(st.session_state.get("tr_job", ""))
     if mine is not None:
         return mine
-    running = manager.running()
+    running = [j for j in manager.running() if j.kind == "train"]
     if running:
         return running[0]
-    recent = manager.jobs()
+    recent = [j for j in manager.jobs() if j.kind == "train"]
     return recent[0] if recent else None
 
 
@@ -155,7 +148,7 @@ def job_panel(job_id: str) -> None:
 
 manager = jobs.manager()
 if "tr_model" not in st.session_state:
-    st.session_state.tr_model = smallest_model()
+    st.session_state.tr_model = ui.smallest_model()
     on_model_change()
     present = [d for d in list_datasets() if dataset_info(d).locate(data_dir())]
     st.session_state.tr_dataset = (present or list_datasets())[0]
@@ -276,7 +269,7 @@ if estimate is not None and cfg is not None:
 # ---------------------------------------------------------------------------------- resume, queue, history
 
 runs = list_runs(ui.root())
-active_runs = {j.run for j in manager.jobs() if j.active}
+active_runs = manager.active_runs(ui.root())
 resumable = [r for r in runs if r.state in RESUMABLE and (r.path / "last.pt").is_file() and r.name not in active_runs]
 if resumable:
     st.subheader("Resume a stopped run")
@@ -300,7 +293,8 @@ if elsewhere:
 history = manager.jobs()
 if history:
     with st.expander(f"Jobs on this server ({len(history)})", expanded=bool(manager.queued())):
-        st.dataframe(pd.DataFrame([{"run": j.run, "state": j.state, "device": j.device,
+        st.dataframe(pd.DataFrame([{"run": j.run if j.kind == "train" else f"sweep {j.run}", "state": j.state,
+                                    "device": j.device,
                                     "queue": manager.position(j.id) or None, "message": j.message,
                                     "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}
                                    for j in history]), hide_index=True)

@@ -36,6 +36,14 @@ def root() -> Path:
     return ck.runs_root()
 
 
+@st.cache_data(show_spinner=False)
+def smallest_model() -> str:
+    """The default choice of the Train and Sweep pages: the fastest model to train, from the registry."""
+    from cnn_core.estimate import model_table
+
+    return min(model_table(), key=lambda r: r["params"])["model"]
+
+
 def has_checkpoint(run: ck.RunInfo) -> bool:
     return (run.path / "best.pt").is_file() or (run.path / "last.pt").is_file()
 
@@ -267,6 +275,37 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
         tooltip=["label:N", alt.Tooltip("probability:Q", format=".2%")])
     text = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".1%"))
     return alt.layer(bars, text).properties(height=44 * len(df) + 40)  # the axis fits inside the height
+
+
+SWEEP_METRICS = {"best_val_accuracy": "best validation", "test_accuracy": "test"}
+
+
+def setting_text(v: Any) -> str:
+    """A swept setting as the sweep's flags write it: on/off, 0.05, 1e-05, sgd."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def sweep_frame(rows: Sequence[dict[str, Any]], key: str) -> pd.DataFrame:
+    """Long form of a sweep table for one setting: run, value (text), metric (best validation | test), accuracy."""
+    out = [{"run": r["run"], "value": setting_text(r.get(key)), "metric": label, "accuracy": float(r[col])}
+           for r in rows for col, label in SWEEP_METRICS.items() if r.get(col) is not None]
+    return pd.DataFrame(out, columns=["run", "value", "metric", "accuracy"])
+
+
+def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
+    """Accuracy against one swept setting: a point per run and metric, a line through each value's mean."""
+    df = sweep_frame(rows, key)
+    order = [setting_text(v) for v in sorted({r.get(key) for r in rows if r.get(key) is not None})]
+    base = alt.Chart(df).encode(
+        x=alt.X("value:N", sort=order, title=key.replace("_", " "), axis=alt.Axis(labelAngle=0)),
+        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="top"), scale=alt.Scale(range=PALETTE)))
+    points = base.mark_point(filled=True, size=70, opacity=0.8).encode(
+        y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(zero=False), axis=alt.Axis(format=".0%")),
+        tooltip=["run:N", "value:N", "metric:N", alt.Tooltip("accuracy:Q", format=".2%")])
+    mean = base.mark_line(strokeDash=[4, 3]).encode(y=alt.Y("mean(accuracy):Q"))
+    return alt.layer(points, mean).properties(height=260)
 
 
 # ---------------------------------------------------------------------------------------------- formatting

@@ -113,9 +113,13 @@ def config_args(cfg: TrainConfig) -> list[str]:
                        "config with fit() from Python instead")
     out = ["--preset", cfg.preset] if cfg.preset else []
     for k in _FLAG_FIELDS:
-        v = getattr(cfg, k)
-        out += [f"--{k.replace('_', '-')}", ("on" if v else "off") if isinstance(v, bool) else str(v)]
+        out += [f"--{k.replace('_', '-')}", flag_text(getattr(cfg, k))]
     return out
+
+
+def flag_text(v: Any) -> str:
+    """A value as its flag reads it back: on/off for booleans, Python's shortest exact text for numbers."""
+    return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from .cli import _bool, add_train_options, command, config_from_args, extend
+from .cli import _bool, add_train_options, command, config_args, config_from_args, extend, flag_text
+from .config import TrainConfig
 from .errors import CnnError
 
 # flag -> (TrainConfig field, how one value is read); each takes a comma-separated list in a sweep
@@ -19,15 +20,57 @@ SWEEP_FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+def split_values(text: str, convert: Callable[[str], Any]) -> list[Any]:
+    """``"0.1, 0.01"`` -> [0.1, 0.01]: one sweep flag's comma-separated values (also the app's text boxes)."""
+    items = [t.strip() for t in str(text).split(",")]
+    if not all(items):
+        raise CnnError(f"expected comma-separated values, got {text!r}")
+    try:
+        return [convert(t) for t in items]
+    except (ValueError, argparse.ArgumentTypeError):
+        kind = "on/off" if convert is _bool else convert.__name__
+        raise CnnError(f"cannot read {text!r} as a list of {kind}") from None
+
+
+def _sweep_flag(field: str) -> tuple[str, Callable[[str], Any]]:
+    for flag, (f, convert) in SWEEP_FLAGS.items():
+        if f == field:
+            return flag, convert
+    raise CnnError(f"{field!r} cannot be swept from the command line; choose from: "
+                   + ", ".join(f for f, _ in SWEEP_FLAGS.values()))
+
+
+def field_values(field: str, text: str) -> list[Any]:
+    """The values of a sweepable TrainConfig field, read from text exactly as its sweep flag reads them."""
+    return split_values(text, _sweep_flag(field)[1])
+
+
+def cli_grid(grid: dict[str, list[Any]], base: TrainConfig) -> dict[str, list[Any]]:
+    """``grid`` as ``sweep`` reads it back from sweep_args: every sweep flag's field, in the flags' order, with
+    the base's one value for a field not swept (a sweep flag cannot set the base without being swept)."""
+    for field in grid:
+        _sweep_flag(field)  # refuses a field that has no sweep flag
+    return {f: list(grid[f]) if f in grid else [getattr(base, f)] for f, _ in SWEEP_FLAGS.values()}
+
+
+def sweep_args(grid: dict[str, list[Any]], base: TrainConfig) -> list[str]:
+    """The ``sweep`` flags that train cli_grid(grid, base) on top of ``base``: config_args for the rest of the
+    base, then each sweep flag with its comma-separated values (the inverse of cmd_sweep's parsing)."""
+    full = cli_grid(grid, base)
+    flags = {_sweep_flag(field)[0]: values for field, values in full.items()}
+    args = config_args(base)
+    out = [a for i in range(0, len(args), 2) if args[i] not in flags for a in args[i:i + 2]]  # flag, value pairs
+    for flag, values in flags.items():
+        out += [flag, ",".join(flag_text(v) for v in values)]
+    return out
+
+
 def _values(convert: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     def parse(text: str) -> list[Any]:
-        items = [t.strip() for t in text.split(",")]
-        if not all(items):
-            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
         try:
-            return [convert(t) for t in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"cannot read {text!r} as a list of {convert.__name__}") from None
+            return split_values(text, convert)
+        except CnnError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     parse.__name__ = "list"
     return parse
 

@@ -45,9 +45,14 @@ def export_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     ck.atomic_write_bytes(path, buf.getvalue())
 
 
+def missing_packages(fmt: str) -> list[str]:
+    """The optional packages an export format needs that are not installed ([] for pt2)."""
+    needed = ONNX_PACKAGES[:2] if fmt == "onnx" else ()  # onnxruntime only checks the file afterwards
+    return [m for m in needed if importlib.util.find_spec(m) is None]
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    missing = [m for m in ONNX_PACKAGES[:2] if importlib.util.find_spec(m) is None]
-    if missing:
+    if missing_packages("onnx"):
         raise CnnError(ONNX_HINT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the student's business

@@ -1,4 +1,4 @@
-"""Background training jobs for the app: each job is one ``python -m cnn_core train`` subprocess.
+"""Background training jobs for the app: each job is one ``python -m cnn_core train`` (or ``sweep``) subprocess.
 
 A subprocess rather than a thread, so that a crash or a memory blow-up in training never takes the web server
 down, the GIL never slows the pages, and Cancel is a plain SIGTERM (the CLI stops at the next batch, marks the
@@ -7,7 +7,8 @@ progress.json, metrics.csv), so the page reads the same files whether it started
 
 One job per device at a time: later requests wait in a first-in-first-out queue (at most ``QUEUE_LIMIT`` per
 device; beyond that they are refused). The manager is process-wide, shared by every browser session, so every
-student sees the same running job and queue.
+student sees the same running job and queue. A sweep is one job that trains its runs one after another, in
+the same queue as single runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from . import checkpoints as ck
 from .config import TrainConfig
 from .engine import pick_device
 from .errors import CnnError
+from .sweep import SWEEPS, SweepPlan, expand_grid, plan_sweep
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
 ACTIVE = ("queued", "running")
@@ -42,10 +44,23 @@ def train_args(cfg: TrainConfig) -> list[str]:
     return config_args(cfg)
 
 
+def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
+                   root: str | os.PathLike | None = None) -> SweepPlan:
+    """What submit_sweep would queue (name, run names), checked; raises its refusal without queueing."""
+    from .cli_experiments import cli_grid
+    from .models import get_spec
+
+    get_spec(base.model)  # a typo is refused here, not in a subprocess minutes later
+    full = cli_grid(grid, base)  # what the subprocess reads back from the flags, so the same run names
+    expand_grid(full)  # an empty or doubled list is refused in the grid's own words
+    return plan_sweep(full, base.replace(**{k: v[0] for k, v in full.items()}), name, root)
+
+
 @dataclass
 class Job:
     """One training request. ``state`` follows the run: queued, running, then finished, stopped_early,
-    cancelled, diverged or failed."""
+    cancelled, diverged or failed. For a sweep (``kind == "sweep"``), ``run`` is the sweep's name, ``runs`` its
+    run names in training order, and the state is the sweep's: finished (whatever each run did) or cancelled."""
 
     id: str
     run: str
@@ -62,12 +77,33 @@ class Job:
     returncode: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
+    kind: str = "train"
+    runs: list[str] = field(default_factory=list)  # a sweep's runs; [run] for a training job
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
+    def __post_init__(self) -> None:
+        self.runs = self.runs or [self.run]
+
     @property
     def run_dir(self) -> Path:
-        return self.root / self.run
+        """The folder of the run training now: a sweep's current run, else its sweep folder (no run files)."""
+        if self.kind != "sweep":
+            return self.root / self.run
+        current = self.current_run()
+        return self.root / current if current else self.root / SWEEPS / self.run
+
+    def current_run(self) -> str | None:
+        """The run this job's process is training (or was, when it died); None for a sweep between runs."""
+        if self.kind != "sweep":
+            return self.run
+        if self.pid is None:
+            return None
+        for name in self.runs:
+            st = ck.read_json(self.root / name / "status.json")
+            if st.get("state") == "running" and st.get("pid") == self.pid:
+                return name
+        return None
 
     @property
     def active(self) -> bool:
@@ -78,8 +114,17 @@ class Job:
         return self._proc.pid if self._proc is not None else None
 
     def progress(self) -> dict[str, Any]:
-        """The latest progress.json (epoch, epochs, batch, batches, loss, elapsed); {} before the first batch."""
-        return ck.read_json(self.run_dir / "progress.json") if self.state == "running" else {}
+        """The latest progress.json (epoch, epochs, batch, batches, loss, elapsed); {} before the first batch.
+        A sweep's adds ``run``, ``index`` (from 1) and ``total``: which of its runs is training."""
+        if self.state != "running":
+            return {}
+        if self.kind != "sweep":
+            return ck.read_json(self.run_dir / "progress.json")
+        current = self.current_run()
+        if current is None:
+            return {}
+        return {**ck.read_json(self.root / current / "progress.json"), "run": current,
+                "index": self.runs.index(current) + 1, "total": len(self.runs)}
 
     def status(self) -> dict[str, Any]:
         return ck.read_json(self.run_dir / "status.json")
@@ -92,6 +137,12 @@ class Job:
         if self.state != "running":
             return 1.0 if self.state in ("finished", "stopped_early") else 0.0
         p = self.progress()
+        if self.kind == "sweep":
+            if not p:
+                return 0.0
+            epochs = max(1, int(p.get("epochs", self.epochs)))
+            within = (int(p.get("epoch", 1)) - 1 + int(p.get("batch", 0)) / max(1, int(p.get("batches", 1)))) / epochs
+            return min(1.0, max(0.0, (p["index"] - 1 + within) / p["total"]))
         if not p:
             return 0.0
         todo = max(1, self.epochs - self.start_epoch + 1)
@@ -105,13 +156,14 @@ class Job:
         f = self.fraction_done()
         if not p or f <= 0.01:
             return None
-        elapsed = float(p.get("elapsed", 0.0))
+        # a sweep's runs each start their own clock: go by the whole job's time
+        elapsed = time.time() - (self.started or time.time()) if self.kind == "sweep" else float(p.get("elapsed", 0.0))
         return elapsed * (1 - f) / f
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "run": self.run, "device": self.device, "state": self.state, "message": self.message,
                 "epochs": self.epochs, "submitted": self.submitted, "started": self.started, "ended": self.ended,
-                "resume": self.resume}
+                "resume": self.resume, "kind": self.kind, "runs": list(self.runs)}
 
 
 class JobManager:
@@ -146,6 +198,28 @@ class JobManager:
                       cfg.epochs)
             return self._enqueue(job)
 
+    def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
+                     root: str | os.PathLike | None = None) -> Job:
+        """Queue a sweep (``python -m cnn_core sweep``) like a training job. Every combination and every
+        existing run is checked here, so a bad grid is refused now with the sweep's own message. The settings
+        not in ``grid`` that have a sweep flag are swept at one value, as the command line does."""
+        from .cli_experiments import sweep_args
+
+        root_path = ck.runs_root(root).resolve()
+        plan = plan_sweep_job(grid, base, name, root_path)
+        args = sweep_args(grid, base)
+        device = str(pick_device(base.device))
+        with self._lock:
+            if any(j.kind == "sweep" and j.run == plan.name and j.root == root_path and j.active
+                   for j in self._jobs.values()):
+                raise CnnError(f"sweep {plan.name} is already running or waiting in the queue")
+            busy = sorted(set(plan.runs) & self.active_runs(root_path))
+            if busy:
+                raise CnnError(f"run {busy[0]} of this sweep is already running or waiting in the queue")
+            job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", *args, "--name", plan.name],
+                      base.epochs, kind="sweep", runs=plan.runs)
+            return self._enqueue(job)
+
     def resume(self, run: str, root: str | os.PathLike | None = None) -> Job:
         """Continue a stopped run from its last.pt with its own saved options."""
         root_path = ck.runs_root(root).resolve()
@@ -161,8 +235,7 @@ class JobManager:
             raise CnnError(f"run {run_dir.name} has already finished its {cfg.epochs} epochs; train a new run "
                            "with more epochs instead")
         with self._lock:
-            if any(j.run == run_dir.name and j.root == run_dir.parent.resolve() and j.active
-                   for j in self._jobs.values()):
+            if run_dir.name in self.active_runs(run_dir.parent):
                 raise CnnError(f"run {run_dir.name} is already running or waiting in the queue")
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.parent.resolve(), str(pick_device(cfg.device)),
                       ["train", "--resume", run_dir.name], cfg.epochs, start_epoch=info.epochs_run + 1,
@@ -207,6 +280,12 @@ class JobManager:
         with self._lock:
             return [self._jobs[i] for d, q in self._queues.items() if device is None or d == device for i in q]
 
+    def active_runs(self, root: str | os.PathLike | None = None) -> set[str]:
+        """Names of the runs in ``root`` that a running or queued job trains or will train (a sweep: all)."""
+        root_path = ck.runs_root(root).resolve()
+        with self._lock:
+            return {r for j in self._jobs.values() if j.active and j.root == root_path for r in j.runs}
+
     def position(self, job_id: str) -> int:
         """1 for the next job to start on its device; 0 when not queued."""
         with self._lock:
@@ -248,7 +327,7 @@ class JobManager:
 
     def _free_name(self, root: Path, base: str) -> str:
         """``base``, or base-2, base-3, ... when a run folder or a waiting job already has it."""
-        taken = {j.run for j in self._jobs.values() if j.root == root and j.active}
+        taken = self.active_runs(root)
         for i in range(1, 10_000):
             name = base if i == 1 else f"{base[:58]}-{i}"
             if name not in taken and not (root / name).exists():
@@ -312,8 +391,15 @@ class JobManager:
             summary = json.loads(lines[-1]) if rc == 0 and lines else {}
         except ValueError:
             summary = {}
-        status = job.status()
-        if rc == 0:
+        run_dir = job.run_dir  # a sweep's: the run its process was training, if it died mid-run
+        status = ck.read_json(run_dir / "status.json")
+        if rc == 0 and job.kind == "sweep":
+            state = str(summary.get("state") or "finished")
+            bad = [r for r in summary.get("rows", []) if r.get("state") not in ("finished", "stopped_early")]
+            message = ("stopped; start the same sweep again to continue" if state == "cancelled" else
+                       f"{len(bad)} of {len(job.runs)} runs did not finish: "
+                       + ", ".join(sorted({str(r.get('state')) for r in bad})) if bad else "")
+        elif rc == 0:
             state = str(summary.get("state") or status.get("state") or "finished")
             message = str(status.get("message", "")) if state != "finished" else ""
         else:
@@ -327,11 +413,11 @@ class JobManager:
             else:
                 how = f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
                 state, message = "failed", last or f"the training process ended without a message ({how})"
-            if (job.run_dir / "config.json").is_file() and status.get("state") in (None, "running"):
+            if (run_dir / "config.json").is_file() and status.get("state") in (None, "running"):
                 # the process could not say it itself (killed, crashed): say it for it, so the run list agrees
                 status.update(state=state, message=message, pid=None, updated=time.time())
                 try:
-                    ck.write_json(job.run_dir / "status.json", status)
+                    ck.write_json(run_dir / "status.json", status)
                 except CnnError:
                     pass
         job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message

@@ -207,22 +207,21 @@ def run_result(run_dir: Path) -> Row:
     return {"state": state, "message": st.get("message", ""), **{k: st.get(k) for k in RESULT_FIELDS}}
 
 
-def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | None = None,
-              root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
-              on_run_start: Callable[[int, int, Row], None] | None = None,
-              on_run_end: Callable[[int, int, Row], None] | None = None,
-              on_epoch_end: Callable[[dict], None] | None = None, on_batch: Callable[[dict], None] | None = None,
-              should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
-              tensorboard: bool = False) -> dict[str, Any]:
-    """Train every combination of ``grid`` on top of ``base_cfg``, one run at a time, and return
-    ``{"sweep", "dir", "csv", "state", "keys", "rows"}``. The callbacks get (index from 1, total, row).
+@dataclasses.dataclass
+class SweepPlan:
+    """What a sweep will train, checked: its name, grid, combinations, their configs and run names."""
 
-    Every combination is validated, and every existing run checked against it, before anything trains.
-    A run that diverges or fails (e.g. out of GPU memory) is tabled and the sweep goes on; ``should_stop``
-    ends the sweep after the current run saves its epoch (``state`` is then ``cancelled``)."""
-    from .train import Diverged, fit
+    name: str
+    grid: dict[str, list[Any]]
+    combos: list[dict[str, Any]]
+    cfgs: list[TrainConfig]
+    runs: list[str]
 
-    say = log or (lambda _msg: None)
+
+def plan_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, name: str | None = None,
+               root: str | os.PathLike | None = None) -> SweepPlan:
+    """Validate every combination and check every existing run against it, touching nothing; raises the
+    CnnError that running this sweep would raise before its first run (the app asks before queueing it)."""
     grid = {k: list(v) for k, v in grid.items()}
     combos = expand_grid(grid)
     cfgs = [base_cfg.replace(**c) for c in combos]  # each validates itself now, not hours later
@@ -242,6 +241,30 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
                            "another --name")
         if (root_path / run).exists() and ck.run_info(root_path / run).state == "running":
             raise CnnError(f"run {run} is training in another process; wait for it or stop it first")
+    return SweepPlan(name, grid, combos, cfgs, list(names))
+
+
+def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | None = None,
+              root: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+              on_run_start: Callable[[int, int, Row], None] | None = None,
+              on_run_end: Callable[[int, int, Row], None] | None = None,
+              on_epoch_end: Callable[[dict], None] | None = None, on_batch: Callable[[dict], None] | None = None,
+              should_stop: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
+              tensorboard: bool = False) -> dict[str, Any]:
+    """Train every combination of ``grid`` on top of ``base_cfg``, one run at a time, and return
+    ``{"sweep", "dir", "csv", "state", "keys", "rows"}``. The callbacks get (index from 1, total, row).
+
+    Every combination is validated, and every existing run checked against it, before anything trains.
+    A run that diverges or fails (e.g. out of GPU memory) is tabled and the sweep goes on; ``should_stop``
+    ends the sweep after the current run saves its epoch (``state`` is then ``cancelled``)."""
+    from .train import Diverged, fit
+
+    say = log or (lambda _msg: None)
+    plan = plan_sweep(grid, base_cfg, name, root)
+    grid, combos, cfgs, name, names = plan.grid, plan.combos, plan.cfgs, plan.name, plan.runs
+    root_path = ck.runs_root(root)
+    folder = sweep_dir(name, root_path)
+    meta = ck.read_json(folder / "sweep.json")
     folder.mkdir(parents=True, exist_ok=True)
     if not meta:
         ck.write_json(folder / "sweep.json", {"name": name, "grid": grid, "base": base_cfg.to_dict(),

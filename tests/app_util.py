@@ -74,3 +74,25 @@ def jpeg(size: tuple[int, int] = (120, 90), color: tuple[int, int, int] = (200, 
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "JPEG")
     return buf.getvalue()
+
+
+def record_downloads(monkeypatch: Any) -> Any:
+    """Keep the media managers AppTest makes for each run; returns ``fetch(button) -> bytes``: what a
+    download button would send (its file, or its deferred callable's result, as on a click)."""
+    import streamlit.testing.v1.app_test as app_test
+
+    made: list[Any] = []
+
+    class Recording(app_test.MediaFileManager):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(app_test, "MediaFileManager", Recording)
+
+    def fetch(button: Any) -> bytes:
+        manager = made[-1]  # the last run's, which rendered the button
+        url = button.proto.url or manager.execute_deferred(button.proto.deferred_file_id)
+        return manager._storage.get_file(url.rsplit("/", 1)[-1]).content
+
+    return fetch

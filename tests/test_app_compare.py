@@ -85,3 +85,20 @@ def test_fewer_than_two_runs_explains(tmp_path, monkeypatch, digits_run):
     monkeypatch.setenv("CNN_CHECKPOINTS", str(tmp_path / "only"))
     at = open_page("compare")
     assert "at least two" in at.info[0].value and not at.dataframe
+
+
+def test_a_whole_sweep_can_be_loaded(runs, digits_run):
+    import shutil
+
+    from cnn_core.config import TrainConfig
+    from cnn_core.sweep import run_sweep
+
+    shutil.copytree(digits_run, runs / digits_run.name)  # another run, newest: not part of the sweep
+    base = TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+    res = run_sweep({"lr": [0.05, 0.01, 0.002]}, base, name="cmp", root=runs)
+    at = open_page("compare")
+    at.selectbox(key="cmp_sweep").set_value("cmp").run()
+    names = [r["run"] for r in res["rows"]]
+    assert not at.exception and at.multiselect(key="cmp_runs").value == names
+    assert list(at.dataframe[0].value["run"]) == names
+    assert set(next(chart_data(c) for c in charts(at) if "F1" in chart_data(c))["run"]) == set(names)

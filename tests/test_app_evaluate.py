@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_util import chart_data, chart_spec, charts, marks, open_page, texts
+from app_util import chart_data, chart_spec, charts, marks, open_page, record_downloads, texts
 
 from cnn_core.inference import evaluate_run
 
@@ -69,3 +69,55 @@ def test_no_runs_says_what_to_do(tmp_path, monkeypatch):
     at = open_page("evaluate")
     assert "no trained runs" in at.info[0].value and "Train" in at.info[0].value
     assert not at.metric
+
+
+@pytest.fixture
+def own_run(runs, digits_run):
+    """A private copy of the finished digits run: exporting writes into the run folder."""
+    import shutil
+
+    shutil.copytree(digits_run, runs / "mine")
+    return runs / "mine"
+
+
+def test_model_card_is_shown_and_downloadable(own_run, monkeypatch):
+    fetch = record_downloads(monkeypatch)
+    at = open_page("evaluate")
+    card = (own_run / "model_card.md").read_text()
+    shown = at.expander[0]
+    assert "Model card" in shown.label and card.splitlines()[0] in [m.value for m in shown.markdown][0]
+    button = next(b for b in at.get("download_button") if b.label == "Download model_card.md")
+    assert fetch(button).decode() == card
+
+
+def test_both_exports_are_made_from_the_page_and_downloadable(own_run, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from cnn_core.export import load_exported
+
+    fetch = record_downloads(monkeypatch)
+    at = open_page("evaluate")
+    assert not [b for b in at.get("download_button") if "model." in b.label]  # nothing exported yet
+    for fmt in ("pt2", "onnx"):
+        at.button(key=f"ev_export_{fmt}").click().run()
+        assert not at.exception and not at.error and f"model.{fmt}:" in texts(at)
+    buttons = {b.label: b for b in at.get("download_button")}
+    pre = json.loads(fetch(buttons["Download preprocessing.json"]))
+    assert pre == json.loads((own_run / "preprocessing.json").read_text()) and pre["run"] == "mine"
+    shape = (3, pre["input"]["channels"], pre["input"]["height"], pre["input"]["width"])
+    for fmt in ("pt2", "onnx"):
+        path = own_run / f"model.{fmt}"
+        assert path.is_file() and fetch(buttons[f"Download model.{fmt}"]) == path.read_bytes()
+        assert load_exported(path)(np.zeros(shape, np.float32)).shape == (3, len(pre["classes"]))
+
+
+def test_missing_onnx_packages_are_said_in_one_line(own_run, monkeypatch):
+    from cnn_core import export
+
+    monkeypatch.setattr(export, "missing_packages", lambda fmt: ["onnxscript"] if fmt == "onnx" else [])
+    at = open_page("evaluate")
+    assert not at.exception and at.button(key="ev_export_onnx").disabled and not at.button(key="ev_export_pt2").disabled
+    said = [c.value for c in at.caption if "onnxscript" in c.value]
+    assert said == ["Needs onnxscript: `pip install onnx onnxscript onnxruntime`."]

@@ -142,3 +142,71 @@ def test_unknown_model_is_refused_before_anything_starts(runs, manager):
     with pytest.raises(CnnError, match="unknown model"):
         manager.submit(TrainConfig(**{**TINY, "model": "lenet6"}), root=runs)
     assert not manager.jobs() and not runs.exists()
+
+
+# ------------------------------------------------------------------------------------------------ sweep jobs
+
+SWEEP_GRID = {"lr": [0.05, 0.01], "augment": [True, False]}
+
+
+def test_sweep_args_rebuild_the_grid_and_base_exactly():
+    from cnn_core.cli import build_parser, config_from_args
+    from cnn_core.cli_experiments import SWEEP_FLAGS, cli_grid, sweep_args
+
+    base = TrainConfig(**{**TINY, "weight_decay": 1.5e-05, "optimizer": "adamax", "schedule": "onecycle"})
+    args = build_parser().parse_args(["sweep", *sweep_args(SWEEP_GRID, base)])
+    grid = {f: getattr(args, f) for f, _ in SWEEP_FLAGS.values() if getattr(args, f) is not None}
+    # what cmd_sweep reads: the swept lists, and the base's other sweep-flag settings as one-value lists
+    assert grid == cli_grid(SWEEP_GRID, base) == {"batch_size": [64], "lr": [0.05, 0.01], "optimizer": ["adamax"],
+                                                  "augment": [True, False], "weight_decay": [1.5e-05]}
+    assert list(grid) == list(cli_grid(SWEEP_GRID, base))  # the same order, so the same run names
+    assert config_from_args(args, **{k: v[0] for k, v in grid.items()}) == base.replace(lr=0.05, augment=True)
+    with pytest.raises(CnnError, match="'epochs' cannot be swept from the command line"):
+        sweep_args({"epochs": [1, 2]}, base)
+
+
+def test_a_sweep_job_waits_behind_a_training_job_then_trains_every_run(runs, manager):
+    from cnn_core.sweep import read_sweep
+
+    first = manager.submit(TrainConfig(**TINY), name="first", root=runs)
+    job = manager.submit_sweep({"lr": [0.05, 0.01]}, TrainConfig(**TINY), name="sw", root=runs)
+    assert job.kind == "sweep" and job.state == "queued" and manager.position(job.id) == 1
+    names = ["sw-bs64-lr0p05-sgd-noaug-wd0p0005", "sw-bs64-lr0p01-sgd-noaug-wd0p0005"]
+    assert job.runs == names and manager.active_runs(runs) == {"first", *names}
+    manager.wait(job.id, timeout=300)
+    assert first.state == "finished" and job.started >= first.ended
+    assert job.state == "finished" and job.message == "" and job.returncode == 0, job.message
+    rows = read_sweep("sw", runs)
+    assert [(r["run"], r["lr"], r["state"]) for r in rows] == [(names[0], 0.05, "finished"),
+                                                                (names[1], 0.01, "finished")]
+    assert [r["test_accuracy"] for r in rows] == [r["test_accuracy"] for r in job.summary["rows"]]
+    assert job.fraction_done() == 1.0 and job.current_run() is None and not manager.active_runs(runs)
+
+
+def test_a_bad_sweep_is_refused_before_it_is_queued(runs, manager):
+    with pytest.raises(CnnError, match="optimizer must be one of"):
+        manager.submit_sweep({"optimizer": ["sgd", "rmsprop"]}, TrainConfig(**TINY), root=runs)
+    with pytest.raises(CnnError, match="lists a value twice"):
+        manager.submit_sweep({"lr": [0.1, 0.1]}, TrainConfig(**TINY), root=runs)
+    assert not manager.jobs() and not runs.exists()
+
+
+def test_a_running_sweep_reports_which_run_and_epoch_and_cancels_at_a_batch(runs, manager):
+    from cnn_core.sweep import read_sweep
+
+    base = TrainConfig(**{**TINY, "epochs": 200, "max_batches": 3})
+    job = manager.submit_sweep(SWEEP_GRID, base, name="long", root=runs)
+    with pytest.raises(CnnError, match="sweep long is already running or waiting"):
+        manager.submit_sweep(SWEEP_GRID, base, name="long", root=runs)
+    wait_for(lambda: job.progress().get("epoch", 0) >= 2, timeout=180)
+    p = job.progress()
+    first = job.runs[0]
+    assert first == "long-bs64-lr0p05-sgd-aug-wd0p0005" and len(job.runs) == 4
+    assert (p["run"], p["index"], p["total"], p["epochs"]) == (first, 1, 4, 200)
+    assert job.current_run() == first and job.run_dir == runs / first
+    assert 0 < job.fraction_done() < 0.25 and job.metrics()
+    manager.cancel(job.id)
+    manager.wait(job.id, timeout=120)
+    assert job.state == "cancelled" and "start the same sweep again" in job.message
+    assert [r["state"] for r in read_sweep("long", runs)] == ["cancelled", "pending", "pending", "pending"]
+    assert ck.run_info(runs / first).state == "cancelled"

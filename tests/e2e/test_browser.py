@@ -70,7 +70,7 @@ def phone(browser):
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PAGES = ["", "train", "evaluate", "predict", "compare"]
+PAGES = ["", "train", "evaluate", "predict", "compare", "sweep", "runs"]
 
 
 def shoot(pg, name: str) -> Path:

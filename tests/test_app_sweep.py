@@ -1,0 +1,97 @@
+"""The Sweep page (AppTest): a real tiny sweep on digits started from the page, its progress, table and charts;
+a bad grid explained; sweeps already on disk listed without any job."""
+
+from __future__ import annotations
+
+import pytest
+from app_util import chart_data, chart_spec, charts, open_page, texts
+from test_app_train import managers  # noqa: F401  (the fixture: a private JobManager as the app's)
+
+from cnn_core import checkpoints as ck
+from cnn_core.config import TrainConfig
+from cnn_core.estimate import model_table
+from cnn_core.models import get_spec
+from cnn_core.sweep import read_sweep, run_sweep
+
+
+def setting_chart(at, setting: str):
+    """The chart of accuracy against one swept setting (its x axis is titled after it)."""
+    return next(c for c in charts(at) if chart_spec(c)["layer"][0]["encoding"]["x"]["title"] == setting)
+
+
+def fill(at, **values) -> None:
+    """One widget at a time, in order, as a person would (choosing a model resets the values)."""
+    for key, value in values.items():
+        widget = next(w for kind in ("selectbox", "number_input", "text_input", "multiselect")
+                      for w in at.get(kind) if w.key == f"sw_{key}")
+        widget.set_value(value).run()
+
+
+def test_a_tiny_sweep_started_from_the_page_fills_its_table_and_charts(runs, managers):  # noqa: F811
+    manager = managers()
+    at = open_page("sweep")
+    assert "No sweeps" in texts(at)
+    fill(at, dataset="digits", model="lenet5", epochs=1, max_batches=2, batch_size="64", lr="0.05, 0.01",
+         optimizer=["sgd"], augment=["off"], weight_decay="0", name="pg")
+    assert {m.label: m.value for m in at.metric}["Runs in this grid"] == "2" and not at.error
+    at.button(key="sw_start").click().run()
+    assert not at.exception and not at.error
+    job = manager.get(at.session_state.sw_job)
+    assert job.kind == "sweep" and job.run == "pg" and job.runs == ["pg-bs64-lr0p05-sgd-noaug-wd0",
+                                                                    "pg-bs64-lr0p01-sgd-noaug-wd0"]
+    manager.wait(job.id, timeout=300)
+    assert job.state == "finished", job.message
+    at.run()
+    assert not at.exception and "Sweep pg finished" in texts(at)
+    rows = read_sweep("pg", runs)
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == job.runs and list(table["state"]) == ["finished", "finished"]
+    assert list(table["lr"]) == [0.05, 0.01]
+    assert list(table["test_accuracy"]) == pytest.approx([r["test_accuracy"] for r in rows])
+    assert all(ck.read_json(runs / r / "config.json")["max_batches"] == 2 for r in job.runs)
+
+    data = chart_data(setting_chart(at, "lr"))
+    assert len(charts(at)) == 1  # only lr varied: batch size, optimizer, augment and L2 had one value each
+    assert sorted(zip(data["run"], data["metric"])) == sorted(
+        (r, m) for r in job.runs for m in ("best validation", "test"))
+    test = data[data["metric"] == "test"].set_index("value")["accuracy"]
+    assert test["0.05"] == pytest.approx(rows[0]["test_accuracy"]) and test["0.01"] == pytest.approx(
+        rows[1]["test_accuracy"])
+
+
+def test_the_values_start_from_the_quickest_model_and_follow_the_model(runs, managers):  # noqa: F811
+    managers()
+    at = open_page("sweep")
+    assert at.selectbox(key="sw_model").value == min(model_table(), key=lambda r: r["params"])["model"]
+    for name in ("lenet5", "resnet9"):
+        at.selectbox(key="sw_model").set_value(name).run()
+        want = TrainConfig(**get_spec(name).defaults)
+        assert at.text_input(key="sw_lr").value == str(want.lr)
+        assert at.number_input(key="sw_epochs").value == want.epochs
+        assert at.text_input(key="sw_batch_size").value == str(want.batch_size)
+        assert at.multiselect(key="sw_optimizer").value == [want.optimizer]
+
+
+def test_a_bad_grid_is_explained_and_nothing_starts(runs, managers):  # noqa: F811
+    manager = managers()
+    at = open_page("sweep")
+    fill(at, model="lenet5", lr="0.05, fast")
+    assert [e.value for e in at.error] == ["cannot read '0.05, fast' as a list of float"]
+    assert all(b.key != "sw_start" for b in at.button)
+    fill(at, lr="0.05", optimizer=[])
+    assert [e.value for e in at.error] == ["sweep setting optimizer needs at least one value"]
+    fill(at, optimizer=["sgd"], batch_size="32, 32")
+    assert "lists a value twice" in at.error[0].value
+    assert not manager.jobs()
+
+
+def test_sweeps_on_disk_are_listed_and_shown_without_a_job(runs, managers):  # noqa: F811
+    managers()
+    base = TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")
+    res = run_sweep({"optimizer": ["sgd", "adam"]}, base, name="disk", root=runs)
+    at = open_page("sweep")
+    assert at.selectbox(key="sw_view").value == "disk" and "2 of 2 runs done" in at.selectbox(key="sw_view").options[0]
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == [r["run"] for r in res["rows"]] and list(table["optimizer"]) == ["sgd", "adam"]
+    data = chart_data(setting_chart(at, "optimizer"))
+    assert set(data["value"]) == {"sgd", "adam"} and len(data) == 4
