@@ -65,6 +65,22 @@ def set_threads() -> int:
     return torch.get_num_threads()
 
 
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` intra-op threads. A forward pass on one small image gains nothing from more, and
+    while other processes keep the cores busy (a training job beside the app) a multi-threaded one waits for
+    a descheduled thread at every parallel region: one thread measured 4 ms, two 230 ms."""
+    old = torch.get_num_threads()
+    if n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -73,6 +73,7 @@ def load_image(source: str | os.PathLike | bytes, draft_size: int | None = None,
                 raise ImageError("image has no pixels")
             if draft_size and im.format in ("JPEG", "MPO"):
                 im.draft("RGB" if im.mode != "L" else "L", (draft_size, draft_size))
+                im.decodermaxblock = max(im.decodermaxblock, len(data))  # all bytes in one decoder call
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animations: the first frame
             im.load()  # decode everything now: a truncated file fails here, not later

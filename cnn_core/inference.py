@@ -14,10 +14,12 @@ from torch import nn
 
 from . import checkpoints as ck
 from .config import TrainConfig
-from .engine import Normalize, pick_device, pick_precision, set_threads
+from .engine import Normalize, pick_device, pick_precision, set_threads, threads
 from .errors import CheckpointError, CnnError, ImageError
 from .images import load_image, to_model_array
 from .metrics import classification_report, most_confused
+
+SMALL_BATCH = 8  # up to this many photos are classified on one thread (see engine.threads)
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
@@ -77,9 +79,12 @@ class Predictor:
         """(N, classes) softmax probabilities."""
         x = torch.from_numpy(np.stack([to_model_array(im, self.size, self.channels) for im in images]))
         x = Normalize(tuple(self.mean), tuple(self.std), self.size)(x)
-        logits = self.model(x).float()
-        if self.tta:
-            logits = (logits + self.model(x.flip(-1)).float()) / 2
+        with threads(1 if len(x) <= SMALL_BATCH else torch.get_num_threads()):
+            if self.tta:  # the image and its mirror in one forward pass
+                logits = self.model(torch.cat([x, x.flip(-1)])).float()
+                logits = (logits[:len(x)] + logits[len(x):]) / 2
+            else:
+                logits = self.model(x).float()
         return torch.softmax(logits, 1).numpy()
 
     def top_k(self, images: list[Image.Image], k: int = 3) -> list[list[dict[str, Any]]]:

@@ -69,3 +69,27 @@ def test_training_batches_drop_a_trailing_single_image():
     x = torch.zeros(21, 1, 2, 2, dtype=torch.uint8)
     b = Batches(x, torch.zeros(21, dtype=torch.long), 10, Normalize((0.0,), (1.0,), 2), drop_single=True)
     assert [len(yb) for _, yb in b] == [10, 10]
+
+
+def test_small_predictions_run_on_one_thread_and_restore_the_count():
+    """One photo is classified single-threaded (robust beside a training job), a big batch keeps the pool."""
+    import numpy as np
+    from PIL import Image
+    from torch import nn
+
+    from cnn_core.inference import SMALL_BATCH, Predictor
+
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return torch.zeros(len(x), 2)
+
+    torch.set_num_threads(2)
+    p = Predictor(Spy(), ["a", "b"], 8, 3, [0.5] * 3, [0.25] * 3, True, "spy")
+    photo = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    assert p.probabilities([photo]).shape == (1, 2)
+    assert seen == [1] and torch.get_num_threads() == 2  # mirror and image in one pass, pool size restored
+    p.probabilities([photo] * (SMALL_BATCH + 1))
+    assert seen[-1] == 2
