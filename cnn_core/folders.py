@@ -456,7 +456,7 @@ def import_zip(data: bytes, data_root: str | os.PathLike | None = None, max_uplo
     ``extract_zip_dataset``) or not a dataset (one class, no files) raises a one-line DataError and leaves
     nothing on disk. Returns ``describe_folder``'s dict plus ``path`` (for ``folder:PATH``) and ``new``."""
     if len(data) > max_upload:
-        raise DataError(f"the zip is larger than {max_upload / 1024 ** 2:.0f} MB; upload fewer or smaller photos, "
+        raise DataError(f"the zip is larger than {max_upload / 1024 ** 2:.3g} MB; upload fewer or smaller photos, "
                         "or copy the folder to the server and give its path")
     uploads = data_dir(data_root) / UPLOADS
     final = (uploads / f"photos-{hashlib.sha256(data).hexdigest()[:16]}").resolve()
