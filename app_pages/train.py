@@ -244,12 +244,11 @@ with st.expander("More options"):
     b.selectbox("Precision", PRECISIONS, key="tr_precision")
     b.selectbox("Device", DEVICES, key="tr_device")
 gpus = distributed.visible_gpus()
-if len(gpus) > 1:
-    st.checkbox(f"Train on all {len(gpus)} GPUs", key="tr_all_gpus", disabled=st.session_state.tr_device == "cpu",
-                help="torchrun starts one process per GPU; the batch size is the global batch and must divide "
-                     "evenly among them. Also used when resuming.")
-nproc = len(gpus) if len(gpus) > 1 and st.session_state.get("tr_all_gpus") and st.session_state.tr_device != "cpu" \
-    else 1
+all_gpus = len(gpus) > 1 and st.checkbox(
+    f"Train on all {len(gpus)} GPUs", key="tr_all_gpus", disabled=st.session_state.tr_device == "cpu",
+    help="torchrun starts one process per GPU; the batch size is the global batch and must divide evenly among "
+         "them. Also used when resuming.")
+nproc = len(gpus) if all_gpus and st.session_state.tr_device != "cpu" else 1
 
 cfg: TrainConfig | None = None
 try:
