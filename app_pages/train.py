@@ -14,16 +14,19 @@ import streamlit as st
 
 import cnn_core.presets  # noqa: F401  (registers the named recipes)
 from app_pages import ui
-from cnn_core import jobs
+from cnn_core import distributed, jobs
 from cnn_core.checkpoints import list_runs, read_json
 from cnn_core.config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig, preset_options
 from cnn_core.data import data_dir, dataset_info, list_datasets
 from cnn_core.engine import device_name, pick_device
 from cnn_core.errors import CnnError
 from cnn_core.estimate import Estimate, estimate_epoch
+from cnn_core.folders import import_zip
+from cnn_core.images import MAX_BYTES
 from cnn_core.models import get_spec, list_models
 
 FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders
+UPLOAD = "zip:…"  # the choice that reveals an upload of a zip of class folders
 RESUMABLE = ("cancelled", "interrupted", "failed", "diverged")
 OPTIONS = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("model", "dataset", "preset", "extra")]
 FLOATS = {f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", float)}  # number_input wants floats
@@ -60,8 +63,31 @@ def on_preset_change() -> None:
 def dataset_label(name: str) -> str:
     if name == FOLDER:
         return "Your own photos (a folder of class subfolders)"
+    if name == UPLOAD:
+        return "Your own photos (upload a zip of class folders)"
     info = dataset_info(name)
     return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
+
+
+def zip_dataset() -> str | None:
+    """The upload box; an accepted zip becomes ``folder:PATH`` (its per-class counts shown), no upload yet "",
+    a refused one None (its one-line reason shown)."""
+    up = st.file_uploader("Zip of class folders", type="zip", key="tr_zip", max_upload_size=MAX_BYTES // 2**20,
+                          help="One folder per class inside (cats/, dogs/, ...), or train/ and test/ with those "
+                               "inside. The same zip uploaded again is not unpacked twice.")
+    if up is None:
+        return ""
+    try:
+        info = import_zip(up.getvalue())
+    except CnnError as e:
+        st.error(str(e))
+        return None
+    counts = info["counts"]
+    st.dataframe(pd.DataFrame([{"class": c, **{s: counts[s].get(c, 0) for s in counts}} for c in info["classes"]]),
+                 hide_index=True)
+    for note in info["notes"]:
+        (st.warning if note.startswith("warning") else st.caption)(note)
+    return f"folder:{info['path']}"
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -172,9 +198,11 @@ st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_p
              format_func=lambda n: n or "—", help="Named sets of options; you can change any of them afterwards.")
 left, right = st.columns(2)
 with left:
-    choice = st.selectbox("Dataset", list_datasets() + [FOLDER], key="tr_dataset", format_func=dataset_label)
+    choice = st.selectbox("Dataset", list_datasets() + [UPLOAD, FOLDER], key="tr_dataset", format_func=dataset_label)
     dataset = choice
-    if choice == FOLDER:
+    if choice == UPLOAD:
+        dataset = zip_dataset()
+    elif choice == FOLDER:
         path = st.text_input("Folder on the server", key="tr_folder", placeholder="/path/to/photos",
                              help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")
         dataset = f"folder:{path.strip()}" if path.strip() else ""
@@ -208,15 +236,23 @@ with st.expander("More options"):
     b.number_input("Input size (0 = the model's choice)", 0, 512, key="tr_input_size")
     b.selectbox("Precision", PRECISIONS, key="tr_precision")
     b.selectbox("Device", DEVICES, key="tr_device")
+gpus = distributed.visible_gpus()
+all_gpus = len(gpus) > 1 and st.checkbox(
+    f"Train on all {len(gpus)} GPUs", key="tr_all_gpus", disabled=st.session_state.tr_device == "cpu",
+    help="torchrun starts one process per GPU; the batch size is the global batch and must divide evenly among "
+         "them. Also used when resuming.")
+nproc = len(gpus) if all_gpus and st.session_state.tr_device != "cpu" else 1
 
 cfg: TrainConfig | None = None
 try:
     if not dataset:
-        raise CnnError("enter the folder that holds your photos (one subfolder per class)")
+        raise CnnError("upload a zip of your photos (one folder per class)" if choice == UPLOAD else
+                       "enter the folder that holds your photos (one subfolder per class)")
     cfg = TrainConfig(model=st.session_state.tr_model, dataset=dataset, preset=st.session_state.tr_preset,
                       **{n: st.session_state[f"tr_{n}"] for n in OPTIONS if f"tr_{n}" in st.session_state})
 except (CnnError, TypeError) as e:
-    st.error(str(e))
+    if dataset is not None:  # None: a refused zip, whose reason is on the page already
+        st.error(str(e))
 
 estimate: Estimate | None = None
 if cfg is not None:
@@ -260,7 +296,7 @@ if estimate is not None and cfg is not None:
                    f"({len(manager.queued(busy[0].device))} already waiting).")
     if st.button(label, type="primary", key="tr_start", icon=":material/play_arrow:"):
         try:
-            new = manager.submit(cfg, st.session_state.tr_name.strip() or None)
+            new = manager.submit(cfg, st.session_state.tr_name.strip() or None, nproc=nproc)
             st.session_state.tr_job = new.id
             st.rerun()
         except CnnError as e:
@@ -279,7 +315,7 @@ if resumable:
     if st.button("Resume", key="tr_resume", icon=":material/resume:",
                  help="Continues from its last finished epoch with the options it was started with."):
         try:
-            st.session_state.tr_job = manager.resume(name).id
+            st.session_state.tr_job = manager.resume(name, nproc=nproc).id
             st.rerun()
         except CnnError as e:
             st.error(str(e))

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from . import checkpoints as ck
-from .data import Dataset, cached_arrays, fingerprint, register_prefix
+from .data import Dataset, cached_arrays, data_dir, fingerprint, register_prefix
 from .errors import DataError, ImageError
-from .images import load_image, to_model_array
+from .images import MAX_BYTES, load_image, to_model_array
 
 SPLIT_SEED = 0  # fixed: runs with different seeds on one folder are tested on the same images
 SPLITS = ("train", "val", "test")
@@ -337,6 +337,7 @@ MAX_ZIP_FILES = 20_000  # Caltech101 has 9,146 photos
 MAX_EXTRACTED_BYTES = 2 * 1024 ** 3  # what one upload may become on disk
 MAX_RATIO = 50  # photos barely compress (JPEG ~1:1); a bomb reaches 1000:1
 RATIO_FLOOR = 1024 * 1024  # entries smaller than this may compress well (a plain PNG); their ratio is not judged
+UPLOADS = "uploads"  # unpacked zip uploads live in <data dir>/uploads/photos-<content hash>/
 
 
 def _bad_name(name: str) -> str | None:
@@ -444,3 +445,43 @@ def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, max
                             f"({type(e).__name__})") from None
         except IsADirectoryError:
             raise DataError(f"zip refused: {info.filename} is both a file and a folder") from None
+
+
+def import_zip(data: bytes, data_root: str | os.PathLike | None = None, max_upload: int = MAX_BYTES
+               ) -> dict[str, Any]:
+    """Unpack an uploaded zip of class folders into ``<data dir>/uploads/photos-<hash>`` and describe it.
+
+    The folder is named by the zip's content (SHA-256), never by the uploaded file name, so the same zip
+    uploaded again is found rather than unpacked twice. A zip that is too large, hostile (see
+    ``extract_zip_dataset``) or not a dataset (one class, no files) raises a one-line DataError and leaves
+    nothing on disk. Returns ``describe_folder``'s dict plus ``path`` (for ``folder:PATH``) and ``new``."""
+    if len(data) > max_upload:
+        raise DataError(f"the zip is larger than {max_upload / 1024 ** 2:.3g} MB; upload fewer or smaller photos, "
+                        "or copy the folder to the server and give its path")
+    uploads = data_dir(data_root) / UPLOADS
+    final = (uploads / f"photos-{hashlib.sha256(data).hexdigest()[:16]}").resolve()
+    if final.is_dir():
+        return {**describe_folder(final), "path": str(final), "new": False}
+    made_uploads = not uploads.exists()
+    tmp = None
+    try:
+        tmp = extract_zip_dataset(data, uploads)
+        try:
+            describe_folder(tmp)  # one class, no files: refused before it gets a name
+        except DataError as e:  # its message names the temporary folder, which is about to go
+            raise DataError(str(e).replace(str(tmp), "the zip")) from None
+        try:
+            tmp.rename(final)
+        except OSError:  # the same zip, unpacked meanwhile by another session: keep that one
+            if not final.is_dir():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            return {**describe_folder(final), "path": str(final), "new": False}
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if made_uploads:
+            with contextlib.suppress(OSError):
+                uploads.rmdir()  # only when empty: never another upload
+        raise
+    return {**describe_folder(final), "path": str(final), "new": True}

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import checkpoints as ck
 from .config import TrainConfig
+from .distributed import launch_command, per_rank_batch
 from .engine import pick_device
 from .errors import CnnError
 from .sweep import SWEEPS, SweepPlan, expand_grid, plan_sweep
@@ -79,6 +80,8 @@ class Job:
     resume: bool = False
     kind: str = "train"
     runs: list[str] = field(default_factory=list)  # a sweep's runs; [run] for a training job
+    nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
+    argv: list[str] = field(default_factory=list)  # the command line, once started
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
@@ -183,11 +186,14 @@ class JobManager:
 
     # ------------------------------------------------------------------------------------------- requests
 
-    def submit(self, cfg: TrainConfig, name: str | None = None, root: str | os.PathLike | None = None) -> Job:
-        """Start ``cfg`` now if its device is free, else queue it. The run name is reserved at once."""
+    def submit(self, cfg: TrainConfig, name: str | None = None, root: str | os.PathLike | None = None,
+               nproc: int = 1) -> Job:
+        """Start ``cfg`` now if its device is free, else queue it. The run name is reserved at once. With
+        ``nproc`` > 1 the job runs under torchrun, one process per GPU (``distributed.launch_command``)."""
         from .models import get_spec
 
         get_spec(cfg.model)  # a typo is refused here, not in a subprocess minutes later
+        _check_nproc(nproc, cfg.batch_size)
         args = train_args(cfg)
         device = str(pick_device(cfg.device))
         root_path = ck.runs_root(root).resolve()
@@ -195,7 +201,7 @@ class JobManager:
             run = self._free_name(root_path, ck.validate_run_name(name) if name else
                                   ck.default_run_name(cfg.model, cfg.dataset))
             job = Job(f"job-{next(self._ids)}", run, root_path, device, ["train", *args, "--name", run],
-                      cfg.epochs)
+                      cfg.epochs, nproc=nproc)
             return self._enqueue(job)
 
     def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
@@ -220,14 +226,15 @@ class JobManager:
                       base.epochs, kind="sweep", runs=plan.runs)
             return self._enqueue(job)
 
-    def resume(self, run: str, root: str | os.PathLike | None = None) -> Job:
-        """Continue a stopped run from its last.pt with its own saved options."""
+    def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1) -> Job:
+        """Continue a stopped run from its last.pt with its own saved options (with any number of processes)."""
         root_path = ck.runs_root(root).resolve()
         run_dir = ck.resolve_run(run, root_path)
         saved = ck.read_json(run_dir / "config.json")
         if not saved:
             raise CnnError(f"run {run_dir.name} has no readable config.json; it cannot be resumed")
         cfg = TrainConfig.from_dict(saved)
+        _check_nproc(nproc, cfg.batch_size)
         info = ck.run_info(run_dir)
         if info.state == "running":
             raise CnnError(f"run {run_dir.name} is still running")
@@ -239,7 +246,7 @@ class JobManager:
                 raise CnnError(f"run {run_dir.name} is already running or waiting in the queue")
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.parent.resolve(), str(pick_device(cfg.device)),
                       ["train", "--resume", run_dir.name], cfg.epochs, start_epoch=info.epochs_run + 1,
-                      resume=True)
+                      resume=True, nproc=nproc)
             return self._enqueue(job)
 
     def cancel(self, job_id: str) -> Job:
@@ -254,8 +261,11 @@ class JobManager:
                 sig = signal.SIGKILL if job._cancelled else signal.SIGTERM
                 job._cancelled = True
                 job.message = "stopping at the next batch" if sig == signal.SIGTERM else "stopping now"
-                try:
-                    job._proc.send_signal(sig)
+                try:  # SIGTERM to torchrun reaches its workers; SIGKILL would not, so it goes to the whole session
+                    if sig == signal.SIGKILL:
+                        os.killpg(job._proc.pid, sig)
+                    else:
+                        job._proc.send_signal(sig)
                 except ProcessLookupError:
                     pass
             return job
@@ -317,6 +327,14 @@ class JobManager:
             while job.active and time.monotonic() < deadline:
                 time.sleep(0.05)
 
+    def command_line(self, job: Job) -> list[str]:
+        """The job's process: ``python -m cnn_core train ...`` (``command`` replaces the first part), or with
+        ``nproc`` > 1 the torchrun form of the same train flags."""
+        tail = [*job.args, "--json", "--quiet"]
+        if job.nproc == 1:
+            return [*self.command, *tail]
+        return launch_command(tail[1:], job.nproc)
+
     # ------------------------------------------------------------------------------------------- internals
 
     def _get(self, job_id: str) -> Job:
@@ -361,7 +379,8 @@ class JobManager:
                                                                 os.environ.get("PYTHONPATH")])))
             root.mkdir(parents=True, exist_ok=True)
             try:
-                job._proc = subprocess.Popen([*self.command, *job.args, "--json", "--quiet"], env=env,
+                job.argv = self.command_line(job)
+                job._proc = subprocess.Popen(job.argv, env=env,
                                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
                                              start_new_session=True)
@@ -422,6 +441,13 @@ class JobManager:
                     pass
         job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message
         job.state = state
+
+
+def _check_nproc(nproc: int, batch_size: int) -> None:
+    """A process count that cannot run is refused at once, not by torchrun minutes later."""
+    if nproc != 1:
+        launch_command([], nproc)  # a whole number >= 1
+        per_rank_batch(batch_size, nproc)  # the global batch must split evenly
 
 
 _MANAGER: JobManager | None = None

@@ -3,13 +3,17 @@ the end, the queue, cancel and resume (those with a stand-in process that never 
 
 from __future__ import annotations
 
+import io
 import sys
+import zipfile
 
 import pytest
-from app_util import chart_data, charts, open_page, texts
+from app_util import chart_data, charts, jpeg, open_page, texts
+from PIL import Image
 
 from cnn_core import checkpoints as ck
-from cnn_core import jobs
+from cnn_core import distributed, jobs
+from cnn_core.cli import build_parser, config_from_args
 from cnn_core.config import TrainConfig
 from cnn_core.estimate import model_table
 from cnn_core.models import build_model, count_parameters, get_spec, list_models
@@ -138,3 +142,110 @@ def test_a_stopped_run_can_be_resumed_from_the_page(runs, managers):
     job = manager.get(at.session_state.tr_job)
     assert job.resume and job.args == ["train", "--resume", "stopped"] and job.start_epoch == 2
     assert "resuming **stopped**" in texts(at)
+
+
+# ------------------------------------------------------------------------------------ a zip of your own photos
+
+def png(color: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def photo_zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+# red and green with 8 photos each (PNG and JPEG), blue with only 3: enough to split, few enough to warn about
+PHOTOS = photo_zip({**{f"my photos/red/{i}.png": png((200 + i, 20, 20)) for i in range(8)},
+                    **{f"my photos/green/{i}.jpg": jpeg((50, 40), (20, 200 + i, 20)) for i in range(8)},
+                    **{f"my photos/blue/{i}.png": png((20, 20, 200 + i)) for i in range(3)}})
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """A private, empty data dir: uploads are unpacked under it."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("CNN_DATA_DIR", str(root))
+    return root
+
+
+def upload(at, data: bytes, name: str = "photos.zip") -> None:
+    at.selectbox(key="tr_dataset").set_value("zip:…").run()
+    at.file_uploader(key="tr_zip").set_value((name, data, "application/zip")).run()
+
+
+def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(runs, managers, data_root):
+    manager = managers()  # the real CLI
+    at = open_page("train")
+    upload(at, PHOTOS, "../../etc/passwd.zip")  # the upload's name is never a path
+    assert not at.error, [e.value for e in at.error]
+    unpacked = list((data_root / "uploads").iterdir())
+    assert len(unpacked) == 1 and unpacked[0].name.startswith("photos-")
+    counts = next(d.value for d in at.dataframe if "class" in d.value.columns).set_index("class")
+    assert counts.loc["red"].to_dict() == {"train": 6, "val": 1, "test": 1}
+    assert counts.loc["blue"].to_dict() == {"train": 1, "val": 1, "test": 1}
+    assert counts.loc["green"].sum() == 8
+    assert any("fewer than 5 images: blue (3)" in w.value for w in at.warning)
+
+    again = open_page("train")  # the same zip again (another session): found, not unpacked a second time
+    upload(again, PHOTOS, "copy.zip")
+    assert list((data_root / "uploads").iterdir()) == unpacked and not again.error
+
+    set_options(at, model="lenet5", epochs=1, batch_size=8, max_batches=2, precision="fp32", name="my-photos")
+    at.button(key="tr_start").click().run()
+    job = manager.wait(at.session_state.tr_job, timeout=300)
+    assert job.state == "finished", job.message
+    cfg = TrainConfig.from_dict(ck.read_json(runs / "my-photos" / "config.json"))
+    assert cfg.dataset == f"folder:{unpacked[0].resolve()}"
+    split = ck.read_json(runs / "my-photos" / "split.json")
+    assert split["classes"] == ["blue", "green", "red"] and split["counts"]["train"]["red"] == 6
+    at.run()
+    assert "Test accuracy" in at.success[0].value
+
+
+@pytest.mark.parametrize("entries, message", [
+    ({"../evil/1.png": png((0, 0, 0)), "cats/1.png": png((1, 1, 1)), "dogs/1.png": png((2, 2, 2))},
+     "zip refused: it contains a path leaving the folder (../evil/1.png)"),
+    ({f"cats/{i}.png": png((i, i, i)) for i in range(6)}, "the zip has only one class folder ('cats')"),
+])
+def test_a_hostile_or_single_class_zip_is_refused_in_one_line_and_writes_nothing(runs, managers, data_root,
+                                                                                 entries, message):
+    managers(SLEEPER)
+    at = open_page("train")
+    upload(at, photo_zip(entries))
+    assert [e.value for e in at.error] == [at.error[0].value] and message in at.error[0].value  # one message
+    assert "\n" not in at.error[0].value
+    assert not list(data_root.iterdir())  # not even an empty uploads/ folder
+    assert not [b for b in at.button if b.key == "tr_start"]
+
+
+# ------------------------------------------------------------------------------------------------- all GPUs
+
+def test_all_gpus_is_offered_only_with_more_than_one_and_launches_torchrun(runs, managers, monkeypatch):
+    manager = managers()
+    for names in ([], ["GPU 0"]):  # this CPU machine, then one GPU: nothing to choose
+        monkeypatch.setattr(distributed, "visible_gpus", lambda names=names: names)
+        assert not [c for c in open_page("train").checkbox if c.key == "tr_all_gpus"]
+
+    monkeypatch.setattr(distributed, "visible_gpus", lambda: ["GPU 0", "GPU 1"])
+    at = open_page("train")
+    set_options(at, dataset="digits", model="lenet5", epochs=1, batch_size=64, max_batches=2, precision="fp32",
+                name="both")
+    at.checkbox(key="tr_all_gpus").check().run()
+    assert "all 2 GPUs" in at.checkbox(key="tr_all_gpus").label
+    at.button(key="tr_start").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert job.argv[5:] == ["-m", "cnn_core", *job.args, "--json", "--quiet"]  # the single-process job's flags
+    cfg = config_from_args(build_parser().parse_args(job.argv[7:]))
+    assert (cfg.model, cfg.dataset, cfg.epochs, cfg.batch_size, cfg.max_batches) == ("lenet5", "digits", 1, 64, 2)
+    at.run()
+    at.button(key=f"tr_cancel_{job.id}").click().run()  # the same cancel as a single process
+    manager.wait(job.id, timeout=120)
+    assert job.state == "cancelled"

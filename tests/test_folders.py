@@ -338,3 +338,17 @@ def test_a_zip_whose_headers_lie_about_sizes_is_refused_and_leaves_nothing(tmp_p
 def test_not_a_zip_is_one_clear_line(tmp_path):
     with pytest.raises(DataError, match="not a zip file"):
         folders.extract_zip_dataset(b"PK-but-not-really", tmp_path)
+
+
+def test_import_zip_names_the_folder_by_content_and_refuses_an_oversized_upload(tmp_path):
+    entries = {f"shapes/{c}/{i}.jpg": jpeg(v + i) for c, v in (("dark", 20), ("light", 230)) for i in range(5)}
+    data = zip_bytes(entries)
+    first = folders.import_zip(data, tmp_path)
+    assert first["new"] and Path(first["path"]).parent == (tmp_path / "uploads").resolve()
+    assert first["classes"] == ["dark", "light"] and first["counts"]["train"] == {"dark": 3, "light": 3}
+    assert folders.import_zip(data, tmp_path) == {**first, "new": False}  # same bytes: the same folder
+    other = folders.import_zip(zip_bytes({**entries, "shapes/dark/extra.jpg": jpeg(40)}), tmp_path)
+    assert other["new"] and other["path"] != first["path"]  # other bytes: a folder of their own
+    with pytest.raises(DataError, match="the zip is larger than 10 MB"):
+        folders.import_zip(data + bytes(10 * 1024 ** 2), tmp_path / "elsewhere")  # the app's upload cap
+    assert not (tmp_path / "elsewhere").exists()

@@ -210,3 +210,28 @@ def test_a_running_sweep_reports_which_run_and_epoch_and_cancels_at_a_batch(runs
     assert job.state == "cancelled" and "start the same sweep again" in job.message
     assert [r["state"] for r in read_sweep("long", runs)] == ["cancelled", "pending", "pending", "pending"]
     assert ck.run_info(runs / first).state == "cancelled"
+
+
+# --------------------------------------------------------------------------------------------- torchrun jobs
+
+def test_a_torchrun_job_with_two_processes_finishes_with_one_set_of_run_files(runs, manager):
+    cfg = TrainConfig(**{**TINY, "epochs": 2})
+    job = manager.submit(cfg, name="ddp-job", root=runs, nproc=2)
+    assert job.argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert job.argv[5:8] == ["-m", "cnn_core", "train"] and job.argv[8:] == [*train_args(cfg), "--name", "ddp-job",
+                                                                             "--json", "--quiet"]
+    manager.wait(job.id, timeout=300)
+    assert job.state == "finished", job.message
+    assert job.summary["test_accuracy"] is not None  # rank 0's --json line, read like a single process's
+    assert [p.name for p in runs.iterdir()] == ["ddp-job"]  # the other rank made no run folder of its own
+    assert [int(r["epoch"]) for r in ck.read_metrics(runs / "ddp-job")] == [1, 2]  # one row per epoch, not two
+    assert {"config.json", "status.json", "best.pt", "last.pt", "model_card.md"} <= {
+        p.name for p in (runs / "ddp-job").iterdir()}
+
+
+def test_a_process_count_that_cannot_run_is_refused_before_anything_starts(runs, manager):
+    with pytest.raises(CnnError, match="split evenly over 3 processes"):
+        manager.submit(TrainConfig(**TINY), name="odd", root=runs, nproc=3)  # batch 64
+    with pytest.raises(CnnError, match=">= 1"):
+        manager.submit(TrainConfig(**TINY), name="none", root=runs, nproc=0)
+    assert not manager.jobs() and not runs.exists()
