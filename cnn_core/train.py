@@ -144,7 +144,7 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
                                                    total_steps=total_steps,
                                                    pct_start=0.25, anneal_strategy="linear",
-                                                   cycle_momentum=cfg.optimizer == "sgd")
+                                                   cycle_momentum=False)  # keep --momentum as given
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 

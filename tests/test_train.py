@@ -119,3 +119,22 @@ def test_run_names_are_unique_not_overwritten(runs):
     a = fit(cfg, name="same")
     b = fit(cfg, name="same")
     assert a["run"] == "same" and b["run"] == "same-2"
+
+
+def test_onecycle_keeps_the_momentum_given():
+    """OneCycleLR cycles momentum (0.95 -> 0.85 -> 0.95) unless told not to, which would silently replace
+    --momentum and triple the effective step size while the learning rate anneals."""
+    from torch import nn
+
+    from cnn_core.train import make_optimizer, make_scheduler
+
+    cfg = TrainConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=0.1, momentum=0.8, schedule="onecycle")
+    opt = make_optimizer(cfg, nn.Linear(4, 2))
+    sched = make_scheduler(cfg, opt, 20)
+    lrs = []
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        assert opt.param_groups[0]["momentum"] == 0.8
+    assert max(lrs) > 0.09 and lrs[-1] < 0.01  # the learning rate itself still rises and anneals

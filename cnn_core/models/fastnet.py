@@ -6,8 +6,8 @@ learnable scale whose bias learns faster, a max-pooled head with scaled-down log
 one-cycle schedule and flip test-time augmentation (those last three live in the preset, not here).
 
     conv 2x2 whiten (3 -> 24, frozen)            (B, 24, 31, 31)
-    block(32):  conv3x3, pool2, BN, GELU, conv3x3, BN, GELU   -> (B, 32, 15, 15)
-    block(64):                                                 -> (B, 64, 7, 7)
+    block(64):  conv3x3, pool2, BN, GELU, conv3x3, BN, GELU   -> (B, 64, 15, 15)
+    block(128):                                                -> (B, 128, 7, 7)
     block(128):                                                -> (B, 128, 3, 3)
     global max-pool, linear (no bias) * 1/9                    -> (B, classes)
 """
@@ -54,7 +54,7 @@ class Block(nn.Module):
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
+    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (64, 128, 128)) -> None:
         super().__init__()
         k = 2
         self.whiten = nn.Conv2d(in_channels, 2 * in_channels * k * k, k, bias=True)
@@ -86,9 +86,9 @@ class FastNet(nn.Module):
 
 @register_model("fastnet", description="FastNet: airbench-style whitening + 3 small blocks, for cifar10-fast",
                 default_size=32, min_size=16,
-                defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=10,
+                defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=8,
                               weight_decay=1.3e-3, augment=True, schedule="onecycle", label_smoothing=0.2,
                               tta=True))
 def fastnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-            widths: tuple[int, int, int] | list[int] = (32, 64, 128)) -> nn.Module:
+            widths: tuple[int, int, int] | list[int] = (64, 128, 128)) -> nn.Module:
     return FastNet(num_classes, in_channels, tuple(widths))
