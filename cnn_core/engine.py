@@ -140,13 +140,17 @@ class Normalize:
     channels_last: bool = True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:  # reorder the uint8 bytes, not the 4x larger floats; .float() keeps the layout
+            x = x.contiguous(memory_format=torch.channels_last)
         x = x.float()
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
-        x = (x - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        # (x / 255 - mean) / std, in place on the fresh float copy (subtract first: no cancellation near the mean)
+        mean = (torch.tensor(self.mean, dtype=torch.float64) * 255).to(x.device, torch.float32).view(1, -1, 1, 1)
+        scale = (1 / (torch.tensor(self.std, dtype=torch.float64) * 255)).to(x.device, torch.float32).view(1, -1, 1, 1)
+        return x.sub_(mean).mul_(scale)
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
