@@ -185,3 +185,18 @@ def test_cli_refuses_fine_tuning_flags_for_a_scratch_model():
     from cnn_core.cli import main
 
     assert main(["train", "--model", "lenet5", "--dataset", "digits", "--finetune", "head"]) == 2
+
+
+@pytest.mark.slow
+def test_fine_tuning_beats_training_from_scratch_on_a_small_cifar10_subset(runs):
+    """The reason to start from ImageNet: on 1,000 CIFAR-10 images the pretrained backbone with a new head is far
+    ahead of the same network from scratch after the same epochs (README: 61.7% against 29.0% at 10 epochs)."""
+    from cnn_core.train import fit
+
+    common = dict(dataset="cifar10", train_subset=1000, val_fraction=0.02, batch_size=32, optimizer="adamw",
+                  input_size=64, epochs=2, seed=0)
+    scratch = fit(TrainConfig(model="efficientnet_lite0", lr=3e-3, **common), name="scratch")
+    tuned = fit(TrainConfig(model="efficientnet_lite0_pretrained", lr=1e-2, extra={"finetune": "head"}, **common),
+                name="head")
+    assert tuned["test_accuracy"] >= scratch["test_accuracy"] + 0.15, (tuned["test_accuracy"],
+                                                                         scratch["test_accuracy"])
