@@ -103,7 +103,7 @@ if card is None:
     st.caption("This run has no model card (it is written when a run finishes).")
 else:
     with st.expander("Model card: data, model, config, metrics and the command that trains it again"):
-        st.markdown(card)
+        st.code(card, language="markdown", wrap_lines=True)  # its wide tables as text: fits a phone
     st.download_button("Download model_card.md", card, file_name=f"{run.name}-model_card.md", mime="text/markdown",
                        key="ev_card_download", icon=":material/download:")
 st.caption("Exports hold the best checkpoint as a standalone model (fp32, any batch size) for code without "
