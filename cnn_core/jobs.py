@@ -82,6 +82,7 @@ class Job:
     runs: list[str] = field(default_factory=list)  # a sweep's runs; [run] for a training job
     nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
     argv: list[str] = field(default_factory=list)  # the command line, once started
+    stderr_tail: list[str] = field(default_factory=list)  # a failed process's last words, for diagnosis
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
@@ -422,8 +423,11 @@ class JobManager:
             state = str(summary.get("state") or status.get("state") or "finished")
             message = str(status.get("message", "")) if state != "finished" else ""
         else:
-            said = [ln.strip() for ln in (err or "").splitlines() if ln.strip()]
-            last = said[-1].removeprefix("error: ") if said else ""
+            # the CLI's own one-line error (from any torchrun rank) over torchrun's report and its ==== rules
+            said = [ln.strip() for ln in (err or "").splitlines() if ln.strip().strip("=-")]
+            mine = [ln for ln in said if ln.lower().startswith("error: ")]
+            last = (mine or said)[-1][len("error: ") if mine else 0:] if said else ""
+            job.stderr_tail = said[-25:]
             if job._cancelled and status.get("state") in (None, "running", "cancelled"):
                 # SIGTERM before the CLI set its handler (still importing): the process simply ended
                 state, message = "cancelled", "cancelled; resume it to continue from last.pt"

@@ -221,7 +221,7 @@ def test_a_torchrun_job_with_two_processes_finishes_with_one_set_of_run_files(ru
     assert job.argv[5:8] == ["-m", "cnn_core", "train"] and job.argv[8:] == [*train_args(cfg), "--name", "ddp-job",
                                                                              "--json", "--quiet"]
     manager.wait(job.id, timeout=300)
-    assert job.state == "finished", job.message
+    assert job.state == "finished", "\n".join([job.message, *job.stderr_tail])
     assert job.summary["test_accuracy"] is not None  # rank 0's --json line, read like a single process's
     assert [p.name for p in runs.iterdir()] == ["ddp-job"]  # the other rank made no run folder of its own
     assert [int(r["epoch"]) for r in ck.read_metrics(runs / "ddp-job")] == [1, 2]  # one row per epoch, not two
