@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cnn_core.errors import CnnError
 from cnn_core.models import build_model, count_parameters, get_spec, list_models
@@ -77,3 +78,34 @@ def test_registry_refuses_duplicates():
 
     with pytest.raises(ValueError, match="already registered"):
         register_model("lenet5", description="again")(lambda **k: None)
+
+
+def _lenet_reference(model, x):
+    """LeNet-5 written the textbook way (conv, ReLU, pool; no channel padding) with the model's own weights."""
+    c1, c2 = model.features[0], model.features[3]
+    x = F.max_pool2d(F.relu(F.conv2d(x, c1.weight, c1.bias, padding=c1.padding)), 2)
+    x = F.max_pool2d(F.relu(F.conv2d(x, c2.weight, c2.bias)), 2)
+    return model.classifier(x.flatten(1))
+
+
+@pytest.mark.parametrize("in_channels,size", [(3, 32), (1, 28)])
+def test_lenet_fast_cpu_path_matches_the_textbook_network(in_channels, size):
+    """The CPU path pools before ReLU and pads 6 filters to 8: same outputs and the same gradients."""
+    torch.manual_seed(0)
+    model = build_model("lenet5", 10, in_channels, size).to(memory_format=torch.channels_last)
+    x = torch.randn(16, in_channels, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,))
+    grads = []
+    for forward in (model, lambda t: _lenet_reference(model, t)):
+        model.zero_grad()
+        out = forward(x)
+        F.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (out_fast, g_fast), (out_ref, g_ref) = grads
+    assert torch.allclose(out_fast, out_ref, atol=1e-5)
+    assert len(g_fast) == len(g_ref) == 10  # the padding never becomes a parameter
+    for a, b in zip(g_fast, g_ref):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 convs, float32 head
+        out = model(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, out_ref, atol=0.05)

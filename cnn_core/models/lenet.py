@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_model
 
 
 class LeNet5(nn.Module):
-    """Two 5x5 conv + max-pool stages, then three fully connected layers."""
+    """Two 5x5 conv + max-pool stages, then three fully connected layers.
+
+    Each stage pools before its ReLU: the two commute (ReLU is monotone), so the values and gradients are
+    those of conv-ReLU-pool, with a quarter of the ReLU work."""
 
     def __init__(self, num_classes: int, in_channels: int, input_size: int, width: int = 1) -> None:
         super().__init__()
         c1, c2, f1, f2 = 6 * width, 16 * width, 120 * width, 84 * width
         pad = 2 if input_size == 28 else 0  # the MNIST variant pads 28x28 to the 32x32 the design expects
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU(inplace=True),
         )
         self.classifier = nn.Sequential(
             nn.Linear(c2 * 5 * 5, f1), nn.ReLU(inplace=True),
@@ -26,7 +30,26 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).flatten(1))  # (B, c2*5*5) -> (B, classes)
+        conv1 = self.features[0]
+        x = self._features_padded(x) if x.device.type == "cpu" and conv1.out_channels < 8 else self.features(x)
+        if torch.is_autocast_enabled(x.device.type):  # a 400-120-84-10 head gains nothing from bf16 but casts
+            with torch.autocast(x.device.type, enabled=False):
+                return self.classifier(x.float().flatten(1))
+        return self.classifier(x.flatten(1))  # (B, c2*5*5) -> (B, classes)
+
+    def _features_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.features`` with the first conv's 6 filters padded by zero filters to 8 (and the second conv's
+        weights by zero input channels to match). The CPU's channels-last max-pool vectorises over 8 channels
+        but runs 6 one by one: 2.8 ms against 1.1 ms a batch of 100 in bf16 (throwaway timing script). The
+        extra channels are exactly zero and meet zero weights, so the outputs are the same; the parameters,
+        their gradients and checkpoints are untouched."""
+        conv1, conv2 = self.features[0], self.features[3]
+        extra = 8 - conv1.out_channels
+        w1 = F.pad(conv1.weight, (0, 0, 0, 0, 0, 0, 0, extra))  # (8, Cin, 5, 5)
+        b1 = F.pad(conv1.bias, (0, extra))
+        w2 = F.pad(conv2.weight, (0, 0, 0, 0, 0, extra))  # (16, 8, 5, 5)
+        x = F.relu(F.max_pool2d(F.conv2d(x, w1, b1, padding=conv1.padding), 2))
+        return F.relu(F.max_pool2d(F.conv2d(x, w2, conv2.bias), 2))
 
 
 _LENET_DEFAULTS = dict(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=128, epochs=10, weight_decay=5e-4)
