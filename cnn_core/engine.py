@@ -50,6 +50,12 @@ def pick_precision(preference: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def inference_precision(preference: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for evaluating or predicting with a run trained at ``preference``: the same, except
+    that a run trained with fp16 on a GPU is evaluated on a CPU the CPU's way."""
+    return pick_precision("auto" if preference == "fp16" and device.type == "cpu" else preference, device)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()

@@ -14,7 +14,7 @@ from torch import nn
 
 from . import checkpoints as ck
 from .config import TrainConfig
-from .engine import Normalize, pick_device, pick_precision, set_threads, threads
+from .engine import Normalize, inference_precision, pick_device, set_threads, threads
 from .errors import CheckpointError, CnnError, ImageError
 from .images import load_image, to_model_array
 from .metrics import classification_report, most_confused
@@ -42,6 +42,9 @@ class Predictor:
     std: list[float]
     tta: bool
     run: str
+
+    def __post_init__(self) -> None:
+        self.model = self.model.to(memory_format=torch.channels_last)  # the layout Normalize gives
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -138,7 +141,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", root: str | os.Pat
         raise CheckpointError(f"the dataset's classes no longer match run {run_dir.name}'s")
     prep.mean, prep.std = list(ckpt["input"]["mean"]), list(ckpt["input"]["std"])
     model = model.to(device, memory_format=torch.channels_last)
-    logits, y = predict_logits(model, eval_batches(prep, split), device, pick_precision(cfg.precision, device),
+    logits, y = predict_logits(model, eval_batches(prep, split), device, inference_precision(cfg.precision, device),
                                cfg.tta)
     return split_report(logits, y, prep.classes, run=run_dir.name, split=split, checkpoint=path.name,
                         epoch=int(ckpt.get("epoch", 0)))

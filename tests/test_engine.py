@@ -93,3 +93,16 @@ def test_small_predictions_run_on_one_thread_and_restore_the_count():
     assert seen == [1] and torch.get_num_threads() == 2  # mirror and image in one pass, pool size restored
     p.probabilities([photo] * (SMALL_BATCH + 1))
     assert seen[-1] == 2
+
+
+def test_a_gpu_fp16_run_is_evaluated_on_the_cpu_the_cpus_way():
+    import pytest
+
+    from cnn_core.engine import inference_precision, pick_precision
+    from cnn_core.errors import CnnError
+
+    cpu = torch.device("cpu")
+    with pytest.raises(CnnError, match="fp16 training needs a CUDA GPU"):
+        pick_precision("fp16", cpu)  # training with fp16 on a CPU stays refused
+    assert inference_precision("fp16", cpu) == pick_precision("auto", cpu)
+    assert inference_precision("fp32", cpu) is None
