@@ -126,10 +126,14 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
         # no weight decay on biases and batch-norm parameters: L2 on them only fights the normalisation
         groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, **lr},
                    {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, **lr}]
+    # one fused kernel per step instead of a dozen small ops per parameter group: LeNet-5's SGD step took 0.18
+    # ms against 0.50 ms (throwaway timing script); Adamax has no fused form
+    devices = {p.device.type for g in groups for p in g["params"]}
+    fused = {"fused": True} if cfg.optimizer != "adamax" and devices <= {"cpu", "cuda"} else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **fused)
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}[cfg.optimizer]
-    return cls(groups, lr=cfg.lr)
+    return cls(groups, lr=cfg.lr, **fused)
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
