@@ -2,7 +2,9 @@
 
 Each measurement runs in its own child process so that its peak resident memory is its own (read with
 getrusage on the child). Augmentation is off on both sides; both use batch 100 unless a row says otherwise.
-Prints a table and writes the same figures to bench-results.json.
+Each side of a row runs --repeat times (3), alternating with the other side, and the table gives medians: this
+host's speed drifts by tens of percent between minutes, which a single pair of runs mistakes for a ratio.
+Prints a table and writes the same figures (and every sample) to bench-results.json.
 
     make bench                      # full: lenet5 full epoch, resnet18 and fastnet on fixed batches
     python -m bench.run --quick     # fewer batches, for a smoke check
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -78,9 +81,19 @@ def once():
 for _ in range(3): once()
 ms = sorted(once() for _ in range({runs}))
 def q(f): return round(ms[min(len(ms) - 1, int(f * len(ms)))], 1)
-print(json.dumps({{"jpeg_bytes": len(data), "megapixels": 12.0, "runs": {runs}, "p50_ms": q(0.5), "p95_ms": q(0.95)}}))
+print(json.dumps({{"jpeg_bytes": len(data), "megapixels": 12.0, "runs": {runs}, "p50_ms": q(0.5), "p95_ms": q(0.95),
+                  "ms": [round(m, 2) for m in ms]}}))
 """
     return child([sys.executable, "-c", code])
+
+
+def summarise(samples: list[dict]) -> dict:
+    """One side of a row: the median of each speed over its repeats, the largest peak memory, every sample."""
+    out = {**samples[0], "samples": samples}
+    for key in ("train_images_per_second", "eval_images_per_second"):
+        out[key] = statistics.median(s[key] for s in samples)
+    out["peak_rss_mb"] = max(s["peak_rss_mb"] for s in samples)
+    return out
 
 
 def main() -> None:
@@ -88,6 +101,7 @@ def main() -> None:
     ap.add_argument("--data", default=os.path.join(os.environ.get("CNN_DATA_DIR", "../shared/datasets"),
                                                      "cifar10-jpeg.zip"))
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each side per row, alternating (default 3)")
     ap.add_argument("--out", default="bench-results.json")
     args = ap.parse_args()
     data = Path(args.data).resolve()
@@ -98,16 +112,28 @@ def main() -> None:
                    cwd=ROOT, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     child([sys.executable, str(REFERENCE), "--data", str(data), "--model", "lenet5", "--max-batches", "1"])
 
+    # The host's speed drifts by tens of percent from minute to minute, so each side runs ``--repeat`` times,
+    # alternating reference and engine, and the row reports the median of each side.
     cases = [("lenet5", 20 if args.quick else 0), ("resnet18", 4 if args.quick else 20)]
     rows = []
     for model, batches in cases:
-        ref = reference(data, model, batches)
-        eng = engine(model, batches)
+        refs, engs = [], []
+        for _ in range(args.repeat):
+            refs.append(reference(data, model, batches))
+            engs.append(engine(model, batches))
+        ref, eng = summarise(refs), summarise(engs)
         rows.append({"model": model, "batches": batches or "full epoch", "reference": ref, "engine": eng,
                      "train_ratio": round(eng["train_images_per_second"] / ref["train_images_per_second"], 2),
-                     "eval_ratio": round(eng["eval_images_per_second"] / ref["eval_images_per_second"], 2)})
+                     "eval_ratio": round(eng["eval_images_per_second"] / ref["eval_images_per_second"], 2),
+                     "train_ratio_per_pair": [round(e["train_images_per_second"] / r["train_images_per_second"], 2)
+                                              for r, e in zip(refs, engs)]})
     fast = engine("fastnet", 5 if args.quick else 40, batch_size=512, preset="cifar10-fast")
-    latency = prediction_latency(10 if args.quick else 50)
+    rounds = [prediction_latency(10 if args.quick else 50) for _ in range(args.repeat)]
+    ms = sorted(m for r in rounds for m in r["ms"])
+    latency = {**rounds[0], "runs": len(ms), "ms": ms, "p50_ms": round(ms[len(ms) // 2], 1),
+               "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+               "p50_ms_per_round": [r["p50_ms"] for r in rounds],
+               "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)}
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency}
@@ -120,10 +146,14 @@ def main() -> None:
               f"{r['engine']['train_images_per_second']:>14,.0f}{r['train_ratio']:>6.1f}x"
               f"{r['reference']['eval_images_per_second']:>12,.0f}{r['engine']['eval_images_per_second']:>12,.0f}"
               f"{r['reference']['peak_rss_mb']:>13,.0f}{r['engine']['peak_rss_mb']:>13,.0f}")
+    print(f"(medians of {args.repeat} alternating runs per side; train ratio of each pair: "
+          + "; ".join(f"{r['model']} " + ", ".join(f"{x:.1f}x" for x in r["train_ratio_per_pair"]) for r in rows)
+          + ")")
     print(f"fastnet (cifar10-fast settings, batch 512, {fast['precision']}): {fast['train_images_per_second']:,.0f} "
           f"train img/s, {fast['eval_images_per_second']:,.0f} eval img/s, peak {fast['peak_rss_mb']:,.0f} MB")
     print(f"predict 12-MP JPEG (fastnet, model loaded): p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms "
-          f"over {latency['runs']} runs")
+          f"over {latency['runs']} runs in {len(rounds)} processes (p50 of each: "
+          + ", ".join(f"{x} ms" for x in latency["p50_ms_per_round"]) + ")")
     print(f"written: {args.out}")
 
 

