@@ -14,12 +14,12 @@ from torch import nn
 
 from . import checkpoints as ck
 from .config import TrainConfig
-from .engine import Normalize, inference_precision, pick_device, set_threads, threads
+from .engine import Normalize, inference_precision, pick_device, set_threads, small_batch_threads, threads
 from .errors import CheckpointError, CnnError, ImageError
 from .images import load_image, to_model_array
 from .metrics import classification_report, most_confused
 
-SMALL_BATCH = 8  # up to this many photos are classified on one thread (see engine.threads)
+SMALL_BATCH = 8  # up to this many photos run on the idle cores only (see engine.small_batch_threads)
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
@@ -82,7 +82,7 @@ class Predictor:
         """(N, classes) softmax probabilities."""
         x = torch.from_numpy(np.stack([to_model_array(im, self.size, self.channels) for im in images]))
         x = Normalize(tuple(self.mean), tuple(self.std), self.size)(x)
-        with threads(1 if len(x) <= SMALL_BATCH else torch.get_num_threads()):
+        with threads(small_batch_threads() if len(x) <= SMALL_BATCH else torch.get_num_threads()):
             if self.tta:  # the image and its mirror in one forward pass
                 logits = self.model(torch.cat([x, x.flip(-1)])).float()
                 logits = (logits[:len(x)] + logits[len(x):]) / 2
