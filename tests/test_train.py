@@ -138,3 +138,29 @@ def test_onecycle_keeps_the_momentum_given():
         lrs.append(opt.param_groups[0]["lr"])
         assert opt.param_groups[0]["momentum"] == 0.8
     assert max(lrs) > 0.09 and lrs[-1] < 0.01  # the learning rate itself still rises and anneals
+
+
+def test_fused_sgd_steps_match_the_per_tensor_ones_bit_for_bit():
+    """make_optimizer uses the fused step; the README relies on it changing no result (FastNet's row)."""
+    from cnn_core.models import build_model
+    from cnn_core.train import make_optimizer
+
+    cfg = TrainConfig(model="fastnet", dataset="cifar10", lr=0.75, momentum=0.85, weight_decay=1.3e-3)
+    torch.manual_seed(0)
+    fused_model = build_model("fastnet", 10, 3, 32)
+    plain_model = build_model("fastnet", 10, 3, 32)
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = make_optimizer(cfg, fused_model)
+    assert all(g["fused"] for g in fused.param_groups)
+    plain_groups = make_optimizer(cfg, plain_model).param_groups
+    plain = torch.optim.SGD([{k: v for k, v in g.items() if k != "fused"} for g in plain_groups], lr=cfg.lr,
+                            momentum=cfg.momentum, nesterov=True, foreach=False)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        fused.step()
+        plain.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        assert torch.equal(a, b)
