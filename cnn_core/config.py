@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import CnnError
@@ -13,6 +15,12 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "adamax")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cache_dir() -> Path:
+    """$CNN_CACHE_DIR, else ~/.cache/cnn_core: decoded datasets and the compiled JPEG decoder (the data dir
+    may be read-only)."""
+    return Path(os.environ.get("CNN_CACHE_DIR") or Path.home() / ".cache" / "cnn_core")
 
 
 @dataclass

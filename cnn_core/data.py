@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import cache_dir
 from .errors import DataError
 
 CACHE_VERSION = 1
@@ -68,11 +69,6 @@ _PREFIXES: dict[str, Callable[..., Dataset]] = {}  # "folder" -> loader(arg, dat
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """--data-dir, else $CNN_DATA_DIR, else ./data."""
     return Path(explicit or os.environ.get("CNN_DATA_DIR") or "data")
-
-
-def cache_dir() -> Path:
-    """$CNN_CACHE_DIR, else ~/.cache/cnn_core (the data dir may be read-only)."""
-    return Path(os.environ.get("CNN_CACHE_DIR") or Path.home() / ".cache" / "cnn_core")
 
 
 def list_datasets() -> list[str]:
