@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .cpu import usable_cores
 from .errors import CnnError
 
 # ----------------------------------------------------------------------------------- device and precision
@@ -64,7 +65,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 def set_threads() -> int:
     """Use every core for intra-op work (the default can be fewer inside containers); no inter-op pool."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = usable_cores()
     n = n // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) or 1  # torchrun's processes on this machine share them
     n = int(os.environ.get("CNN_THREADS", n))
     torch.set_num_threads(max(1, n))
@@ -73,7 +74,7 @@ def set_threads() -> int:
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Run a block with ``n`` intra-op threads (see small_batch_threads)."""
+    """Run a block with ``n`` intra-op threads."""
     old = torch.get_num_threads()
     if n == old:
         yield
@@ -83,27 +84,6 @@ def threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def idle_cores() -> int:
-    """Cores nobody else is running on at this instant: the CPUs this process may use minus the other runnable
-    threads the kernel counts in /proc/loadavg (its 4th field, "running/total", includes the caller). 0 where
-    that file does not exist, so the caller takes the cautious choice."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            running = int(f.read().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, cpus - (running - 1))
-
-
-def small_batch_threads() -> int:
-    """Threads for a forward pass on a few images: every core when the others are idle (a 2-image fastnet pass
-    took 3.6 ms on 2 threads, 6.0 ms on 1), otherwise one, since while other processes keep the cores busy (a
-    training job beside the app) a multi-threaded pass waits for a descheduled thread at every parallel region:
-    one thread measured 4 ms, two 230 ms."""
-    return max(1, min(torch.get_num_threads(), idle_cores()))
 
 
 def device_name(device: torch.device) -> str:

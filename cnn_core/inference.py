@@ -13,13 +13,20 @@ from PIL import Image
 from torch import nn
 
 from . import checkpoints as ck
+from . import jpegdc
 from .config import TrainConfig
-from .engine import Normalize, inference_precision, pick_device, set_threads, small_batch_threads, threads
+from .engine import Normalize, inference_precision, pick_device, set_threads, threads
 from .errors import CheckpointError, CnnError, ImageError
 from .images import load_image, to_model_array
 from .metrics import classification_report, most_confused
 
-SMALL_BATCH = 8  # up to this many photos run on the idle cores only (see engine.small_batch_threads)
+# Up to this many photos run their forward pass on one thread. A 2-image fastnet pass is ~2 ms faster on
+# two, but afterwards OpenMP's idle worker spins on the second core for tens of milliseconds, right when
+# the next photo's JPEG decode (cnn_core.jpegdc) wants both cores: back to back, one thread gave a 49 ms
+# median predict and two 54 ms (a 12-MP JPEG, `make bench`'s loop). Beside a training job that keeps the
+# cores busy, one thread is also the robust choice: a 2-thread pass waited on a descheduled thread at
+# every parallel region (4 ms on one thread, 230 ms on two).
+SMALL_BATCH = 8
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
@@ -45,6 +52,7 @@ class Predictor:
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)  # the layout Normalize gives
+        jpegdc.library()  # build the fast JPEG decoder now (once per machine), not during the first upload
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -82,7 +90,7 @@ class Predictor:
         """(N, classes) softmax probabilities."""
         x = torch.from_numpy(np.stack([to_model_array(im, self.size, self.channels) for im in images]))
         x = Normalize(tuple(self.mean), tuple(self.std), self.size)(x)
-        with threads(small_batch_threads() if len(x) <= SMALL_BATCH else torch.get_num_threads()):
+        with threads(1 if len(x) <= SMALL_BATCH else torch.get_num_threads()):
             if self.tta:  # the image and its mirror in one forward pass
                 logits = self.model(torch.cat([x, x.flip(-1)])).float()
                 logits = (logits[:len(x)] + logits[len(x):]) / 2

@@ -129,11 +129,8 @@ def test_uploaded_file_names_are_labels_never_paths(digits_run, tmp_path, monkey
     expected = p.top_k([Image.new("L", (20, 20), 0)], 10)[0]
     names = [str(decoy), "../../etc/passwd", "C:\\Windows\\win.ini"]
 
-    real_open = builtins.open
 
     def no_files(*a, **k):
-        if a[:1] == ("/proc/loadavg",):  # the engine asking how busy the cores are, not a name from the user
-            return real_open(*a, **k)
         raise AssertionError(f"a file was opened: {a[:1]}")
     for target, attr in ((builtins, "open"), (os, "open"), (os, "stat"), (pathlib.Path, "read_bytes")):
         monkeypatch.setattr(target, attr, no_files)
