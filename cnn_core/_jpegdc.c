@@ -321,22 +321,28 @@ static inline int outside(int64_t v, int64_t lo, int64_t hi) { return (v < lo) |
    the file to Pillow rather than risk a different pixel. */
 static inline int idct_2x2(const int16_t *d, int dc, const int64_t *qk, const int32_t *q, uint8_t *o0,
                            uint8_t *o1) {
-    int16_t any = 0;
-    for (int i = 1; i < FULL; i++) any |= d[i];
+    int any = 0;
+    int32_t most = dc * q[0]; /* int32 is exact: |d| <= 32768, q <= 65535 */
+    most = most < 0 ? -most : most;
+    for (int i = 1; i < FULL; i++) { /* vectorised: is there any AC, and the largest |coefficient x step| */
+        int32_t a = d[i] * q[i];
+        any |= d[i];
+        most = (a < 0 ? -a : a) > most ? (a < 0 ? -a : a) : most;
+    }
     if (!any) {
         int64_t w = descale(dc * qk[0], 13), v = descale(w * 32768, 20);
         o0[0] = o0[1] = o1[0] = o1[1] = range_limit[v & 1023];
-        return outside((int64_t)dc * q[0], -32768, 32767) | outside(w, -32768, 32767) | outside(v, -512, 511);
+        return (most > 32767) | outside(w, -32768, 32767) | outside(v, -512, 511);
     }
-    int bad = 0;
-    for (int i = 0; i < FULL; i++) bad |= outside((int64_t)(i ? d[i] : dc) * q[i], -32768, 32767);
+    /* With every |coefficient x step| <= 594 the workspace stays within 10.5 x 594 and the output within
+       0.86 x 594 < 512 (sums of the IDCT's constants), so only larger values need the checks below. */
+    int check = most > 594, bad = most > 32767;
     int64_t w0[5], w1[5];
     for (int c = 0; c < 5; c++) {
         int64_t even = (c ? d[c] : dc) * qk[c];
         int64_t odd = d[5 + c] * qk[5 + c] + d[10 + c] * qk[10 + c] + d[15 + c] * qk[15 + c] + d[20 + c] * qk[20 + c];
         w0[c] = descale(even + odd, 13);
         w1[c] = descale(even - odd, 13);
-        bad |= outside(w0[c], -32768, 32767) | outside(w1[c], -32768, 32767);
     }
     const int64_t k1 = 29692, k3 = -10426, k5 = 6967, k7 = -5906;
     int64_t v[4];
@@ -346,7 +352,10 @@ static inline int idct_2x2(const int16_t *d, int dc, const int64_t *qk, const in
     even = w1[0] * 32768, odd = w1[1] * k1 + w1[2] * k3 + w1[3] * k5 + w1[4] * k7;
     v[2] = descale(even + odd, 20);
     v[3] = descale(even - odd, 20);
-    for (int i = 0; i < 4; i++) bad |= outside(v[i], -512, 511);
+    if (check) {
+        for (int c = 0; c < 5; c++) bad |= outside(w0[c], -32768, 32767) | outside(w1[c], -32768, 32767);
+        for (int i = 0; i < 4; i++) bad |= outside(v[i], -512, 511);
+    }
     o0[0] = range_limit[v[0] & 1023];
     o0[1] = range_limit[v[1] & 1023];
     o1[0] = range_limit[v[2] & 1023];
@@ -463,6 +472,12 @@ static int usable(const speculation *sp, int64_t met, int64_t met_j, int64_t tot
            sp->chain[last - 1] <= met_j;
 }
 
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 static int claim(speculation *sp, int from, int to) {
     return __atomic_compare_exchange_n(&sp->state, &from, to, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
@@ -495,7 +510,13 @@ static void *speculate(void *arg) {
     }
     sp->ok_until = ok_until;
     sp->end_p = r.p;
-    int64_t need = __atomic_load_n(&sp->need, __ATOMIC_ACQUIRE);
+    __atomic_store_n(&sp->count, j, __ATOMIC_RELEASE);
+    /* Reached the end before the first thread reached us: wait for it to say where we met (it will, or
+       it gives up on us), so that we can still finish our half while it finishes its own. */
+    int64_t need;
+    while ((need = __atomic_load_n(&sp->need, __ATOMIC_ACQUIRE)) < 0 &&
+           __atomic_load_n(&sp->state, __ATOMIC_ACQUIRE) == RUNNING)
+        relax();
     if (need >= 0 && usable(sp, sp->met, sp->met_j, sp->im->total) && claim(sp, RUNNING, CLAIMED)) {
         /* the image from where they met to the end is ours to finish */
         sp->rc = finish(sp->im, sp->rec + sp->met_j * s->rec_len, sp->met, sp->im->total, sp->offset);
@@ -668,9 +689,10 @@ int64_t jdc_decode(const uint8_t *data, int64_t len, int restart_interval, int64
         for (; rc == 0 && m < total && __atomic_load_n(&sp.state, __ATOMIC_ACQUIRE) == RUNNING; m++)
             if (decode_mcu(&s, &r, rec1 + m * s.rec_len, pred) < 0) rc = -1;
         if (m == total || rc) claim(&sp, RUNNING, ABORTED);
-        pthread_join(thread, NULL);
-        spawned = 0;
-        int state = __atomic_load_n(&sp.state, __ATOMIC_ACQUIRE);
+        /* If it is finishing its half, wait for that by spinning: blocking in pthread_join let this core
+           sleep and its wake-up took milliseconds here. It is joined at the end. */
+        int state;
+        while ((state = __atomic_load_n(&sp.state, __ATOMIC_ACQUIRE)) == CLAIMED) relax();
         if (state == GAVE_UP && usable(&sp, met, sp.met_j, total)) {
             /* it stopped before learning where they met, with the rest decoded: finish it for it */
             rc |= finish(&im, sp.rec + sp.met_j * s.rec_len, met, total, sp.offset);
@@ -689,14 +711,12 @@ int64_t jdc_decode(const uint8_t *data, int64_t len, int restart_interval, int64
         if (rc == 0 && met % mcus_x)
             colour(&im, (met / mcus_x) * rows_per_mcu_row, (met / mcus_x + 1) * rows_per_mcu_row);
     } else {
-        if (spawned) {
-            claim(&sp, RUNNING, ABORTED);
-            pthread_join(thread, NULL);
-        }
+        if (spawned) claim(&sp, RUNNING, ABORTED); /* it stops at its next MCU and is joined at the end */
         if (rc == 0 && overrun(&r)) rc = -3; /* the data ran out before the last MCU */
         if (rc == 0) rc = finish(&im, rec1, 0, total, zero);
         tail = r.p;
     }
+    if (spawned) pthread_join(thread, NULL);
     if (rc == 0 && !(tail && ends_at_eoi(tail, data + len))) rc = -7;
     free(rec1);
     free(sp.rec);
