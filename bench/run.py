@@ -8,6 +8,7 @@ Prints a table and writes the same figures (and every sample) to bench-results.j
 
     make bench                      # full: lenet5 full epoch, resnet18 and fastnet on fixed batches
     python -m bench.run --quick     # fewer batches, for a smoke check
+    python -m bench.run --predict-only --repeat 6   # only the 12-MP prediction, 6 processes x 50 (~1 min)
 """
 
 from __future__ import annotations
@@ -106,7 +107,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side per row, alternating (default 3)")
     ap.add_argument("--out", default="bench-results.json")
+    ap.add_argument("--predict-only", action="store_true", help="only the 12-MP JPEG prediction latency")
     args = ap.parse_args()
+    if args.predict_only:
+        latency = predict_rounds(args.repeat, 10 if args.quick else 50)
+        Path(args.out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                              "predict_12mp": latency}, indent=2) + "\n")
+        print_latency(latency)
+        print(f"written: {args.out}")
+        return
     data = Path(args.data).resolve()
     if not data.exists():
         raise SystemExit(f"bench: {data} not found; set CNN_DATA_DIR to the folder holding cifar10-jpeg.zip")
@@ -131,14 +140,7 @@ def main() -> None:
                      "train_ratio_per_pair": [round(e["train_images_per_second"] / r["train_images_per_second"], 2)
                                               for r, e in zip(refs, engs)]})
     fast = engine("fastnet", 5 if args.quick else 40, batch_size=512, preset="cifar10-fast")
-    rounds = [prediction_latency(10 if args.quick else 50) for _ in range(args.repeat)]
-    ms = sorted(m for r in rounds for m in r["ms"])
-    decode = sorted(m for r in rounds for m in r["decode_ms"])  # of the same runs: the JPEG decode alone
-    latency = {**rounds[0], "runs": len(ms), "ms": ms, "p50_ms": round(ms[len(ms) // 2], 1),
-               "decode_ms": decode, "decode_p50_ms": round(decode[len(decode) // 2], 1),
-               "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
-               "p50_ms_per_round": [r["p50_ms"] for r in rounds],
-               "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)}
+    latency = predict_rounds(args.repeat, 10 if args.quick else 50)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency}
@@ -156,11 +158,27 @@ def main() -> None:
           + ")")
     print(f"fastnet (cifar10-fast settings, batch 512, {fast['precision']}): {fast['train_images_per_second']:,.0f} "
           f"train img/s, {fast['eval_images_per_second']:,.0f} eval img/s, peak {fast['peak_rss_mb']:,.0f} MB")
+    print_latency(latency)
+    print(f"written: {args.out}")
+
+
+def predict_rounds(repeat: int, runs: int) -> dict:
+    """``repeat`` processes of ``runs`` predictions each, pooled: p50/p95 of all, and each process's p50."""
+    rounds = [prediction_latency(runs) for _ in range(repeat)]
+    ms = sorted(m for r in rounds for m in r["ms"])
+    decode = sorted(m for r in rounds for m in r["decode_ms"])  # of the same runs: the JPEG decode alone
+    return {**rounds[0], "runs": len(ms), "ms": ms, "p50_ms": round(ms[len(ms) // 2], 1),
+            "decode_ms": decode, "decode_p50_ms": round(decode[len(decode) // 2], 1),
+            "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+            "p50_ms_per_round": [r["p50_ms"] for r in rounds],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds)}
+
+
+def print_latency(latency: dict) -> None:
     print(f"predict 12-MP JPEG (fastnet, model loaded): p50 {latency['p50_ms']} ms, p95 {latency['p95_ms']} ms "
-          f"over {latency['runs']} runs in {len(rounds)} processes (p50 of each: "
+          f"over {latency['runs']} runs in {len(latency['p50_ms_per_round'])} processes (p50 of each: "
           + ", ".join(f"{x} ms" for x in latency["p50_ms_per_round"])
           + f"); of which decoding the JPEG: p50 {latency['decode_p50_ms']} ms")
-    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":
