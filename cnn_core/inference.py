@@ -23,9 +23,10 @@ from .metrics import classification_report, most_confused
 # Up to this many photos run their forward pass on one thread. A 2-image fastnet pass is ~2 ms faster on
 # two, but afterwards OpenMP's idle worker spins on the second core for tens of milliseconds, right when
 # the next photo's JPEG decode (cnn_core.jpegdc) wants both cores: back to back, one thread gave a 49 ms
-# median predict and two 54 ms (a 12-MP JPEG, `make bench`'s loop). Beside a training job that keeps the
-# cores busy, one thread is also the robust choice: a 2-thread pass waited on a descheduled thread at
-# every parallel region (4 ms on one thread, 230 ms on two).
+# median predict and two 54 ms (a 12-MP JPEG, make bench's predict loop in a throwaway script alternating
+# the two in one process). Beside a training job that keeps the cores busy, one thread is also the robust
+# choice: a 2-thread pass waited on a descheduled thread at every parallel region (4 ms on one thread, 230
+# ms on two).
 SMALL_BATCH = 8
 
 
