@@ -82,10 +82,14 @@ def test_the_two_threads_meet_and_any_starting_point_gives_the_same_pixels():
     alone, met = jpegdc.decode(data, threads=1)
     assert met == 0
     np.testing.assert_array_equal(alone, want)
-    both, met = jpegdc.decode(data, threads=2)
-    total = (1600 // 16) * (1200 // 16)
-    assert 0.3 * total < met < 0.7 * total  # the second thread took over about half the image
-    np.testing.assert_array_equal(both, want)
+    total, meetings = (1600 // 16) * (1200 // 16), []
+    for _ in range(5):  # a busy machine may schedule the second thread too late to meet; then the first
+        both, met = jpegdc.decode(data, threads=2)  # decodes alone, with the same pixels
+        np.testing.assert_array_equal(both, want)
+        meetings.append(met)
+        if 0.3 * total < met < 0.7 * total:
+            break
+    assert 0.3 * total < meetings[-1] < 0.7 * total, meetings  # the second thread took over about half
     # wherever the second thread starts guessing (even inside a marker-free run of bytes it can never
     # meet from, or right at the end), the first thread's exact hand-over keeps the pixels the same
     scan = len(jpegdc.parse(data).scan)
