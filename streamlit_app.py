@@ -1,7 +1,13 @@
 """The CNN classroom lab in a browser: ``streamlit run streamlit_app.py`` (or ``make run``).
 
-This file is the router (``st.navigation``) and the home page. Every page is a short script over cnn_core:
-widgets, one library call, render. Training runs in background subprocesses (cnn_core.jobs).
+This file is the router (``st.navigation``) and the home page. Every page is a short script in ``pages/`` over
+cnn_core: widgets, one library call, render. Training runs in background subprocesses (cnn_core.jobs).
+
+Streamlit would turn every file in ``pages/`` into a page of its own; once ``st.navigation`` runs (below) it
+ignores that folder and shows exactly the pages listed in PAGES, so ``pages/ui.py`` (shared helpers) is no
+page. Before any session has run it (the first visitor after a start), a page opened directly would run on
+its own: each page's first line, ``ui.require_router``, sends that visit through here. Adding a page: one file
+in ``pages/`` and one line in PAGES.
 """
 
 from __future__ import annotations
@@ -9,22 +15,22 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app_pages import ui
-from cnn_core.checkpoints import list_runs
-from cnn_core.data import data_dir, dataset_info, list_datasets
-from cnn_core.estimate import model_table
+from cnn_core.data import dataset_table
+from cnn_core.models import model_table
+from cnn_core.runs.rundir import list_runs
+from pages import ui
 
-PAGES = [("app_pages/train.py", "Train", ":material/model_training:", "train",
+PAGES = [("pages/train.py", "Train", ":material/model_training:", "train",
           "Pick a dataset, a model and its options, and watch it learn."),
-         ("app_pages/evaluate.py", "Evaluate", ":material/fact_check:", "evaluate",
+         ("pages/evaluate.py", "Evaluate", ":material/fact_check:", "evaluate",
           "Accuracy, the confusion matrix, and the test images a model gets wrong."),
-         ("app_pages/predict.py", "Predict", ":material/photo_camera:", "predict",
+         ("pages/predict.py", "Predict", ":material/photo_camera:", "predict",
           "Upload or take a photo and see what a model thinks it shows."),
-         ("app_pages/compare.py", "Compare", ":material/compare_arrows:", "compare",
+         ("pages/compare.py", "Compare", ":material/compare_arrows:", "compare",
           "Several runs side by side: accuracy, curves, per-class F1, one photo through all."),
-         ("app_pages/sweep.py", "Sweep", ":material/grid_view:", "sweep",
+         ("pages/sweep.py", "Sweep", ":material/grid_view:", "sweep",
           "Train every combination of a few settings and chart accuracy against each."),
-         ("app_pages/runs.py", "Runs", ":material/folder_managed:", "runs",
+         ("pages/runs.py", "Runs", ":material/folder_managed:", "runs",
           "Every run with its accuracy and date; rename or delete one.")]
 
 
@@ -62,14 +68,15 @@ def home() -> None:
                  column_config={"params": st.column_config.NumberColumn("parameters", format="localized")})
 
     st.subheader("Datasets")
-    ddir = data_dir()
-    st.dataframe(pd.DataFrame([{"dataset": n, "description": dataset_info(n).description,
-                                "here": "yes" if dataset_info(n).locate(ddir) else "no (downloads on first use)"}
-                               for n in list_datasets()]), hide_index=True)
+    st.dataframe(pd.DataFrame([{"dataset": r["dataset"], "description": r["description"],
+                                "here": "yes" if r["present"] else "no (downloads on first use)"}
+                               for r in dataset_table()]), hide_index=True)
     st.caption("Your own photos work too: a folder with one subfolder per class, as `folder:PATH` on the Train page.")
 
 
 st.set_page_config(page_title="CNN classroom lab", page_icon=":material/neurology:", layout="wide")
 nav = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True)]
                     + [st.Page(p, title=t, icon=i, url_path=u) for p, t, i, u, _ in PAGES])
+if goto := ui.routed():  # a first visit that opened a page directly (see ui.require_router)
+    st.switch_page(goto)
 nav.run()

@@ -1,4 +1,4 @@
-"""One engine measurement in its own process (so its peak memory is its own): train through fit(), the same
+"""One engine measurement in its own process (so its peak memory is its own): train through train_run(), the same
 function `python -m cnn_core train` runs, then time evaluation over the test split. Prints one JSON line."""
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ import time
 import torch
 
 from cnn_core.config import TrainConfig
-from cnn_core.engine import Batches, pick_device, pick_precision
-from cnn_core.train import eval_batches, fit, predict_logits, prepare_data
+from cnn_core.engine.batches import Batches
+from cnn_core.engine.device import pick_device, pick_precision
+from cnn_core.engine.forward import predict_logits
+from cnn_core.engine.prepared import eval_batches, prepare_data
+from cnn_core.workflows.run import train_run
 
 
 def main() -> None:
@@ -24,8 +27,10 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--preset", default="")
     args = ap.parse_args()
-    from cnn_core import presets  # noqa: F401
-    from cnn_core.config import preset_options
+    from cnn_core.config import (
+        preset_options,
+        presets,  # noqa: F401
+    )
 
     base = preset_options(args.preset) if args.preset else {}
     cfg = TrainConfig(**{**base, "model": args.model, "dataset": "cifar10", "epochs": 1,
@@ -33,7 +38,7 @@ def main() -> None:
                          "precision": args.precision, "schedule": "none", "lr": 0.01, "tta": False,
                          "val_fraction": 0.01})  # a small validation pass: it is not what is timed
     with tempfile.TemporaryDirectory() as root:
-        s = fit(cfg, name="bench", root=root)
+        s = train_run(cfg, name="bench", root=root)
     # evaluation speed on the full test split, model as trained above is irrelevant for speed
     device = pick_device("auto")
     prep = prepare_data(cfg, device=device)

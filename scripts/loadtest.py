@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python scripts/loadtest.py`
     sys.path.insert(0, str(ROOT))
 
-from cnn_core import checkpoints as ck  # noqa: E402
-from cnn_core.inference import Predictor  # noqa: E402
+from cnn_core.evaluation.predictor import Predictor  # noqa: E402
+from cnn_core.runs.rundir import RunDir  # noqa: E402
 from scripts.appdriver import ARTIFACTS, fill_train_form, launch_chromium, serve, settle  # noqa: E402
 
 DEMO = "demo-mnist-lenet5"  # committed, trained on MNIST: it reads the drawn digits below at >= 99%
@@ -93,8 +93,8 @@ def write_digits(folder: Path, predictor: Predictor) -> dict[str, Path]:
 
 
 def job_snapshot(run_dir: Path) -> dict:
-    p = ck.read_json(run_dir / "progress.json")
-    return {"state": ck.run_info(run_dir).state, "epoch": p.get("epoch"), "batch": p.get("batch"),
+    p = RunDir(run_dir).progress()
+    return {"state": RunDir(run_dir).info().state, "epoch": p.get("epoch"), "batch": p.get("batch"),
             "time": time.time()}
 
 
@@ -108,7 +108,7 @@ def start_job(browser, url: str, root: Path, epochs: int, deadline: float):
     pg.get_by_role("button", name="Start training").click()
     pg.locator("h4").filter(has_text=f"Running: training {JOB}").wait_for()
     while not (root / JOB / "progress.json").is_file():
-        if time.monotonic() > deadline or ck.run_info(root / JOB).state not in ("running", "unusable"):
+        if time.monotonic() > deadline or RunDir(root / JOB).info().state not in ("queued", "running", "unusable"):
             raise RuntimeError(f"the training job did not start training; see {root / JOB}")
         time.sleep(0.2)
     return pg
@@ -161,10 +161,10 @@ def predict_all(pages: list, digits: dict[str, Path], deadline: float) -> list[d
 
 def cancel_job(pg, root: Path) -> str:
     """Cancel the job from its page (unless it has finished); its final state as the run folder says."""
-    if ck.run_info(root / JOB).state == "running":
+    if RunDir(root / JOB).info().state == "running":
         pg.get_by_role("button", name="Cancel").click()
         pg.locator("h4").filter(has_text=f"Cancelled: training {JOB}").wait_for()
-    return ck.run_info(root / JOB).state
+    return RunDir(root / JOB).info().state
 
 
 def summarise(rows: list[dict]) -> dict:

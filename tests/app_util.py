@@ -16,15 +16,15 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # the pages import app_pages and cnn_core from the repository root
+    sys.path.insert(0, str(ROOT))  # the pages import pages and cnn_core from the repository root
 
 
 def open_page(page: str | None = None, timeout: float = 180) -> AppTest:
-    """Run the app's entry script (st.navigation), then switch to ``app_pages/<page>.py``; no exception allowed."""
+    """Run the app's entry script (st.navigation), then switch to ``pages/<page>.py``; no exception allowed."""
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=timeout)
     at.run()
     if page:
-        at.switch_page(f"app_pages/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     assert_clean(at)
     return at
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cnn_core.core.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 os.environ.setdefault("CNN_DATA_DIR", str(SHARED))
@@ -25,12 +27,12 @@ def runs(tmp_path, monkeypatch) -> Path:
 def digits_run(tmp_path_factory) -> Path:
     """One real, short LeNet-5 training on digits, shared by the tests that only read a finished run."""
     from cnn_core.config import TrainConfig
-    from cnn_core.train import fit
+    from cnn_core.workflows.run import train_run
 
     root = tmp_path_factory.mktemp("shared-runs")
     cfg = TrainConfig(model="lenet5", dataset="digits", epochs=12, batch_size=64, lr=0.05, schedule="onecycle",
                       seed=0)
-    summary = fit(cfg, name="digits-lenet", root=root)
+    summary = train_run(cfg, name="digits-lenet", root=root)
     return Path(summary["run_dir"])
 
 
@@ -41,22 +43,21 @@ def app_root(digits_run, tmp_path_factory) -> Path:
     import shutil
     import time
 
-    from cnn_core import checkpoints as ck
     from cnn_core.config import TrainConfig
-    from cnn_core.train import fit
+    from cnn_core.workflows.run import train_run
 
     root = tmp_path_factory.mktemp("app-runs")
     shutil.copytree(digits_run, root / digits_run.name)
-    fit(TrainConfig(model="simple_cnn", dataset="digits", epochs=2, batch_size=64, max_batches=4, optimizer="adam",
-                    lr=0.003, seed=1), name="digits-simple", root=root)
+    train_run(TrainConfig(model="simple_cnn", dataset="digits", epochs=2, batch_size=64, max_batches=4,
+                          optimizer="adam", lr=0.003, seed=1), name="digits-simple", root=root)
     failed = root / "failed-run"
     failed.mkdir()
-    ck.write_json(failed / "config.json", TrainConfig(dataset="digits").to_dict())
-    ck.write_json(failed / "status.json", {"state": "failed", "message": "no such folder: /nowhere"})
+    write_json(failed / "config.json", TrainConfig(dataset="digits").to_dict())
+    write_json(failed / "status.json", {"state": "failed", "message": "no such folder: /nowhere"})
     broken = root / "broken-ckpt"
     shutil.copytree(digits_run, broken, ignore=shutil.ignore_patterns("*.pt"))
     (broken / "best.pt").write_bytes(b"this is not a checkpoint")
-    ck.write_json(broken / "status.json", {"state": "finished"})
+    write_json(broken / "status.json", {"state": "finished"})
     for age, name in enumerate(["digits-lenet", "digits-simple", "broken-ckpt", "failed-run"]):
         t = time.time() - 60 * age  # newest first in the app's pickers: the finished digits run
         os.utime(root / name, (t, t))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from app_util import chart_data, charts, digit_png, open_page, texts
 
-from cnn_core.inference import Predictor, evaluate_run
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.evaluation.reports import evaluate_run
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_runs_with_different_classes_are_not_subtracted(app_env, monkeypatch):
             rep = {**rep, "classes": [f"c{c}" for c in rep["classes"]]}
         return rep
 
-    from app_pages import ui
+    from pages import ui
 
     monkeypatch.setattr(ui, "evaluate_run", renamed)
     ui.evaluation.clear()  # st.cache_data is process-wide: earlier tests cached the real reports
@@ -91,7 +92,7 @@ def test_a_whole_sweep_can_be_loaded(runs, digits_run):
     import shutil
 
     from cnn_core.config import TrainConfig
-    from cnn_core.sweep import run_sweep
+    from cnn_core.workflows.sweep import run_sweep
 
     shutil.copytree(digits_run, runs / digits_run.name)  # another run, newest: not part of the sweep
     base = TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, max_batches=2, precision="fp32")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from app_util import chart_data, chart_spec, charts, marks, open_page, record_downloads, texts
 
-from cnn_core.inference import evaluate_run
+from cnn_core.evaluation.reports import evaluate_run
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_both_exports_are_made_from_the_page_and_downloadable(own_run, monkeypat
 
     import numpy as np
 
-    from cnn_core.export import load_exported
+    from cnn_core.evaluation.export import load_exported
 
     fetch = record_downloads(monkeypatch)
     at = open_page("evaluate")
@@ -114,7 +114,7 @@ def test_both_exports_are_made_from_the_page_and_downloadable(own_run, monkeypat
 
 
 def test_missing_onnx_packages_are_said_in_one_line(own_run, monkeypatch):
-    from cnn_core import export
+    from cnn_core.evaluation import export
 
     monkeypatch.setattr(export, "missing_packages", lambda fmt: ["onnxscript"] if fmt == "onnx" else [])
     at = open_page("evaluate")

@@ -8,7 +8,7 @@ import pytest
 from app_util import chart_data, charts, digit_png, jpeg, open_page, texts
 from PIL import Image
 
-from cnn_core.inference import Predictor
+from cnn_core.evaluation.predictor import Predictor
 
 
 @pytest.fixture

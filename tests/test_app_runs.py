@@ -10,8 +10,8 @@ import pytest
 from app_util import open_page, texts
 from test_app_train import TINY, managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
+from cnn_core.core.files import read_json
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def two_runs(runs, digits_run):
 def test_the_table_lists_every_run_with_its_accuracy_and_date(two_runs):
     at = open_page("runs")
     table = at.dataframe[0].value
-    status = ck.read_json(two_runs / "alpha" / "status.json")
+    status = read_json(two_runs / "alpha" / "status.json")
     assert sorted(table["run"]) == ["alpha", "beta"] and set(table["state"]) == {"finished"}
     assert list(table["test accuracy"]) == [status["test_accuracy"]] * 2
     assert list(table["best val accuracy"]) == [status["best_val_accuracy"]] * 2
@@ -52,7 +52,7 @@ def test_rename_needs_the_tick_and_a_valid_free_name(two_runs):
     assert not at.exception and "Renamed alpha to gamma" in at.success[0].value
     assert sorted(p.name for p in two_runs.iterdir()) == ["beta", "gamma"]
     assert sorted(at.dataframe[0].value["run"]) == ["beta", "gamma"] and at.selectbox(key="rn_run").value == "gamma"
-    assert ck.read_json(two_runs / "gamma" / "status.json")["run"] == "gamma"  # renamed through cnn_core.history
+    assert read_json(two_runs / "gamma" / "status.json")["run"] == "gamma"  # renamed through cnn_core.history
 
 
 def test_delete_needs_the_name_typed_and_removes_only_that_run(two_runs):
@@ -90,8 +90,7 @@ def test_a_run_a_job_is_training_is_refused_with_a_clear_message(two_runs, manag
     manager = managers([sys.executable, "-c", "import time; time.sleep(60)"])  # holds the device, never trains
     manager.submit(TrainConfig(**TINY), name="busy", root=two_runs)
     waiting = manager.submit(TrainConfig(**TINY), name="alpha", root=two_runs)  # alpha exists: gets alpha-2
-    assert waiting.run == "alpha-2" and waiting.state == "queued"
-    shutil.copytree(two_runs / "alpha", two_runs / "alpha-2")  # as if a resumable run were waiting in the queue
+    assert waiting.run == "alpha-2" and waiting.state == "queued"  # its folder exists from now on: listed
     at = open_page("runs")
     at.selectbox(key="rn_run").set_value("alpha-2").run()
     at.text_input(key="rn_confirm_delete").set_value("alpha-2").run()

@@ -7,11 +7,10 @@ import pytest
 from app_util import chart_data, chart_spec, charts, open_page, texts
 from test_app_train import managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.estimate import model_table
-from cnn_core.models import get_spec
-from cnn_core.sweep import read_sweep, run_sweep
+from cnn_core.core.files import read_json
+from cnn_core.models import get_spec, model_table
+from cnn_core.workflows.sweep import read_sweep, run_sweep
 
 
 def setting_chart(at, setting: str):
@@ -48,7 +47,7 @@ def test_a_tiny_sweep_started_from_the_page_fills_its_table_and_charts(runs, man
     assert list(table["run"]) == job.runs and list(table["state"]) == ["finished", "finished"]
     assert list(table["lr"]) == [0.05, 0.01]
     assert list(table["test_accuracy"]) == pytest.approx([r["test_accuracy"] for r in rows])
-    assert all(ck.read_json(runs / r / "config.json")["max_batches"] == 2 for r in job.runs)
+    assert all(read_json(runs / r / "config.json")["max_batches"] == 2 for r in job.runs)
 
     data = chart_data(setting_chart(at, "lr"))
     assert len(charts(at)) == 1  # only lr varied: batch size, optimizer, augment and L2 had one value each

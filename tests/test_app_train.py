@@ -9,15 +9,16 @@ import zipfile
 
 import pytest
 from app_util import chart_data, charts, jpeg, open_page, texts
+from hooks_util import Hooks
 from PIL import Image
 
-from cnn_core import checkpoints as ck
-from cnn_core import distributed, jobs
-from cnn_core.cli import build_parser, config_from_args
 from cnn_core.config import TrainConfig
-from cnn_core.estimate import model_table
-from cnn_core.models import build_model, count_parameters, get_spec, list_models
-from cnn_core.train import fit
+from cnn_core.core.files import read_json
+from cnn_core.engine import distributed
+from cnn_core.jobs import manager as jobs
+from cnn_core.models import build_model, count_parameters, get_spec, list_models, model_table
+from cnn_core.runs.rundir import RunDir
+from cnn_core.workflows.run import train_run
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 TINY = {"model": "lenet5", "dataset": "digits", "epochs": 1, "batch_size": 64, "max_batches": 2,
@@ -85,7 +86,7 @@ def test_a_tiny_run_started_from_the_page_is_followed_to_the_end(runs, managers)
     assert job is not None and job.run == "from-page" and job.epochs == 2
     assert "Running" in texts(at) and "from-page" in texts(at) and at.get("progress")
     manager.wait(job.id, timeout=300)
-    cfg = TrainConfig.from_dict(ck.read_json(runs / "from-page" / "config.json"))
+    cfg = TrainConfig.from_dict(read_json(runs / "from-page" / "config.json"))
     assert (cfg.model, cfg.dataset, cfg.epochs, cfg.max_batches) == ("lenet5", "digits", 2, 2)
     at.run()
     assert job.state == "finished"
@@ -134,8 +135,8 @@ def test_bad_options_are_explained_and_start_nothing(runs, managers):
 def test_a_stopped_run_can_be_resumed_from_the_page(runs, managers):
     manager = managers(SLEEPER)
     done = {"epoch": 0}
-    fit(TrainConfig(**{**TINY, "epochs": 3}), name="stopped", root=runs,
-        on_epoch_end=lambda row: done.update(epoch=row["epoch"]), should_stop=lambda: done["epoch"] >= 1)
+    train_run(TrainConfig(**{**TINY, "epochs": 3}), name="stopped", root=runs,
+        callbacks=[Hooks(epoch=lambda row: done.update(epoch=row["epoch"]), stop=lambda: done["epoch"] >= 1)])
     at = open_page("train")
     assert at.selectbox(key="tr_resume_run").value == "stopped"
     at.button(key="tr_resume").click().run()
@@ -201,9 +202,9 @@ def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(run
     at.button(key="tr_start").click().run()
     job = manager.wait(at.session_state.tr_job, timeout=300)
     assert job.state == "finished", job.message
-    cfg = TrainConfig.from_dict(ck.read_json(runs / "my-photos" / "config.json"))
+    cfg = TrainConfig.from_dict(read_json(runs / "my-photos" / "config.json"))
     assert cfg.dataset == f"folder:{unpacked[0].resolve()}"
-    split = ck.read_json(runs / "my-photos" / "split.json")
+    split = read_json(runs / "my-photos" / "split.json")
     assert split["classes"] == ["blue", "green", "red"] and split["counts"]["train"]["red"] == 6
     at.run()
     assert "Test accuracy" in at.success[0].value
@@ -242,8 +243,8 @@ def test_all_gpus_is_offered_only_with_more_than_one_and_launches_torchrun(runs,
     at.button(key="tr_start").click().run()
     job = manager.get(at.session_state.tr_job)
     assert job.argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert job.argv[5:] == ["-m", "cnn_core", *job.args, "--json", "--quiet"]  # the single-process job's flags
-    cfg = config_from_args(build_parser().parse_args(job.argv[7:]))
+    assert job.argv[5:] == ["-m", "cnn_core", "train", "--prepared", "both", "--quiet"]  # the single process's flags
+    cfg = TrainConfig.from_dict(RunDir(runs / "both").config())  # what every process trains: the run's config
     assert (cfg.model, cfg.dataset, cfg.epochs, cfg.batch_size, cfg.max_batches) == ("lenet5", "digits", 1, 64, 2)
     at.run()
     at.button(key=f"tr_cancel_{job.id}").click().run()  # the same cancel as a single process

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnn_core import checkpoints as ck
-from cnn_core.cli import main
+from cnn_core.cli.main import main
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CheckpointError, CnnError
-from cnn_core.inference import Predictor
+from cnn_core.core.errors import CheckpointError, CnnError
+from cnn_core.evaluation.predictor import Predictor
 from cnn_core.models import build_model
-from cnn_core.train import fit
+from cnn_core.runs import checkpoint
+from cnn_core.runs.checkpoint import checkpoint_problem, load_checkpoint, model_from_checkpoint
+from cnn_core.runs.rundir import list_runs
+from cnn_core.workflows.run import train_run
 
 
 class Planted:
@@ -57,17 +59,17 @@ def saved(obj) -> bytes:
 def test_a_checkpoint_that_would_run_a_command_is_refused_and_it_never_runs(runs, digits_run, tmp_path,
                                                                             monkeypatch, capsys):
     marker = tmp_path / "pwned"
-    good = ck.load_checkpoint(digits_run / "best.pt")
+    good = load_checkpoint(digits_run / "best.pt")
     evil = saved({**good, "classes": [*good["classes"][:9], Planted(marker)]})
     run = make_run(runs, "evil", digits_run, best=evil, last=evil)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # an environment asking torch to be unsafe
 
     for path in (run / "best.pt", run / "last.pt"):
         with pytest.raises(CheckpointError, match="could run code; refused"):
-            ck.load_checkpoint(path)
+            load_checkpoint(path)
     with pytest.raises(CheckpointError):
         Predictor.from_run("evil")
-    info = {r.name: r for r in ck.list_runs()}["evil"]
+    info = {r.name: r for r in list_runs()}["evil"]
     assert info.state == "unusable" and "could run code" in info.message
     image = tmp_path / "x.png"
     image.write_bytes((digits_run / "config.json").read_bytes())  # the file is never reached anyway
@@ -75,7 +77,7 @@ def test_a_checkpoint_that_would_run_a_command_is_refused_and_it_never_runs(runs
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could run code" in err[0]
     with pytest.raises(CheckpointError):
-        fit(TrainConfig(), resume="evil")  # resuming loads last.pt
+        train_run(TrainConfig(), resume="evil")  # resuming loads last.pt
     assert not marker.exists()
 
     # the control, read without unpickling: the file really carries "call os.system(touch marker)" on load
@@ -152,20 +154,20 @@ def test_broken_or_foreign_checkpoints_get_one_clear_line_everywhere(kind, runs,
     if kind in BROKEN:
         data, needle = _broken_bytes(BROKEN[kind][0], digits_run / "best.pt"), BROKEN[kind][1]
     else:
-        data, needle = saved(_foreign(ck.load_checkpoint(digits_run / "best.pt"), kind)), FOREIGN[kind]
+        data, needle = saved(_foreign(load_checkpoint(digits_run / "best.pt"), kind)), FOREIGN[kind]
     name = "bad-" + kind.replace(" ", "-")
     run = make_run(runs, name, digits_run, best=data)
 
     with pytest.raises(CheckpointError) as e:
-        ck.model_from_checkpoint(ck.load_checkpoint(run / "best.pt"))
+        model_from_checkpoint(load_checkpoint(run / "best.pt"))
     msg = str(e.value)
     assert needle in msg and "\n" not in msg, msg
     with pytest.raises(CheckpointError) as e:
         Predictor.from_run(name)
     assert str(e.value) == msg
-    assert ck.checkpoint_problem(run / "best.pt") == msg
+    assert checkpoint_problem(run / "best.pt") == msg
 
-    infos = {r.name: r for r in ck.list_runs()}  # never raises, shows why
+    infos = {r.name: r for r in list_runs()}  # never raises, shows why
     assert infos[name].state == "unusable" and infos[name].message == msg
     assert main(["runs"]) == 0
     assert main(["evaluate", name]) == 2
@@ -175,15 +177,15 @@ def test_broken_or_foreign_checkpoints_get_one_clear_line_everywhere(kind, runs,
 
 def test_a_good_checkpoint_is_listed_as_finished_and_its_check_is_remembered(runs, digits_run, monkeypatch):
     make_run(runs, "good", digits_run, best=(digits_run / "best.pt").read_bytes())
-    assert {r.name: r.state for r in ck.list_runs()} == {"good": "finished"}
+    assert {r.name: r.state for r in list_runs()} == {"good": "finished"}
     calls = []
-    real = ck.load_checkpoint
-    monkeypatch.setattr(ck, "load_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = load_checkpoint
+    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
     for _ in range(3):
-        assert ck.list_runs()[0].state == "finished"
+        assert list_runs()[0].state == "finished"
     assert calls == []  # drawing a runs list again costs no reload
     (runs / "good" / "best.pt").write_bytes(b"")  # a changed file is checked again
-    assert ck.list_runs()[0].state == "unusable"
+    assert list_runs()[0].state == "unusable"
 
 
 def test_garbage_run_files_never_break_a_listing(runs, digits_run):
@@ -198,7 +200,7 @@ def test_garbage_run_files_never_break_a_listing(runs, digits_run):
         (runs / name / f1).write_text(t1)
         (runs / name / f2).write_text(t2)
     (runs / "text-numbers" / "best.pt").write_bytes((digits_run / "best.pt").read_bytes())
-    infos = {r.name: r for r in ck.list_runs()}
+    infos = {r.name: r for r in list_runs()}
     assert set(infos) == set(odd)
     assert infos["text-numbers"].state == "finished" and infos["text-numbers"].epochs_run == 0
     assert infos["text-numbers"].best_val_accuracy is None

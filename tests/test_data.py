@@ -8,7 +8,8 @@ from datasets_util import have_dataset
 from PIL import Image
 
 from cnn_core import data
-from cnn_core.errors import DataError
+from cnn_core.core.errors import DataError
+from cnn_core.data import builtin
 
 
 def test_digits_is_embedded_and_fixed():
@@ -69,8 +70,8 @@ def test_decode_cache_is_reused_and_rebuilt_when_the_source_changes(tmp_path, mo
     src.mkdir()
     _write_zip(src / "cifar10-jpeg.zip", 10)
     calls = []
-    real = data._read_zip_split
-    monkeypatch.setattr(data, "_read_zip_split", lambda *a: calls.append(1) or real(*a))
+    real = builtin.read_zip_split
+    monkeypatch.setattr(builtin, "read_zip_split", lambda *a: calls.append(1) or real(*a))
     ds = data.load_dataset("cifar10", src)
     assert len(calls) == 2 and ds.classes == ["cat", "dog"] and int(ds.x_train[0, 0, 0, 0]) == 10
     ds = data.load_dataset("cifar10", src)  # second time: from the cache, nothing decoded

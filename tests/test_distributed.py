@@ -12,15 +12,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from hooks_util import Hooks
 from torch import nn
 
-from cnn_core import checkpoints as ck
-from cnn_core import distributed
-from cnn_core.cli import build_parser, config_args, config_from_args
+from cnn_core.cli.main import build_parser
 from cnn_core.config import TrainConfig
-from cnn_core.engine import Batches, Normalize
-from cnn_core.errors import CnnError
-from cnn_core.train import _open_run, fit
+from cnn_core.config.argv import config_args, explicit_options
+from cnn_core.core.errors import CnnError
+from cnn_core.core.files import read_json
+from cnn_core.engine import distributed
+from cnn_core.engine.batches import Batches, Normalize
+from cnn_core.models import make_config
+from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from cnn_core.runs.rundir import RunDir
+from cnn_core.training.loop import _open_run
+from cnn_core.workflows.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 # 512 training images (a multiple of 2 and of the batch): a 2-process step then sees exactly the images and the
@@ -105,7 +111,7 @@ def test_launch_command_runs_torchrun_on_the_same_cli():
     assert argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert argv[5:10] == ["-m", "cnn_core", "--checkpoints", "/runs", "train"]
     args = build_parser().parse_args(argv[7:])
-    assert config_from_args(args) == cfg  # the flags rebuild the very same config
+    assert make_config(**explicit_options(args)) == cfg  # the flags rebuild the very same config
     with pytest.raises(CnnError, match="at least 1|>= 1"):
         distributed.launch_command([], 0)
     with pytest.raises(CnnError, match="no command-line flags"):
@@ -132,14 +138,14 @@ def _finish(p: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
 
 def _wait_for_epochs(run_dir: Path, n: int, p: subprocess.Popen, timeout: float = 240) -> None:
     end = time.monotonic() + timeout
-    while len(ck.read_metrics(run_dir)) < n:
+    while len(RunDir(run_dir).metrics()) < n:
         assert p.poll() is None, "the job ended early: " + p.communicate()[1][-2000:]
         assert time.monotonic() < end, f"no {n} epochs in {timeout}s"
         time.sleep(0.2)
 
 
 def _assert_same_weights(a: Path, b: Path, atol: float = 1e-5) -> None:
-    wa, wb = ck.load_checkpoint(a)["state_dict"], ck.load_checkpoint(b)["state_dict"]
+    wa, wb = load_checkpoint(a)["state_dict"], load_checkpoint(b)["state_dict"]
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=atol), (k, (wa[k] - wb[k]).abs().max())
@@ -149,7 +155,7 @@ def _assert_same_weights(a: Path, b: Path, atol: float = 1e-5) -> None:
 def single(tmp_path_factory) -> Path:
     """The reference: the same config trained in one process."""
     root = tmp_path_factory.mktemp("single")
-    return Path(fit(CFG, name="single", root=root)["run_dir"])
+    return Path(train_run(CFG, name="single", root=root)["run_dir"])
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +187,11 @@ def test_two_processes_train_the_same_weights_as_one(two_process, single):
     root, _, out = two_process
     _assert_same_weights(root / "ddp" / "last.pt", single / "last.pt")
     _assert_same_weights(root / "ddp" / "best.pt", single / "best.pt")
-    ddp_rows, one_rows = ck.read_metrics(root / "ddp"), ck.read_metrics(single)
+    ddp_rows, one_rows = RunDir(root / "ddp").metrics(), RunDir(single).metrics()
     for a, b in zip(ddp_rows, one_rows, strict=True):  # reduced over ranks: the whole-split numbers
         for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
             assert a[k] == pytest.approx(b[k], abs=2e-4), (a["epoch"], k)
-    status, ref = ck.read_json(root / "ddp" / "status.json"), ck.read_json(single / "status.json")
+    status, ref = read_json(root / "ddp" / "status.json"), read_json(single / "status.json")
     assert status["state"] == "finished" and status["test_accuracy"] == pytest.approx(ref["test_accuracy"])
     assert "data-parallel over 2 processes: 32 images each per step (global batch 64)" in out
 
@@ -196,10 +202,10 @@ def test_only_rank_zero_writes_files_and_prints(two_process):
     assert [p.name for p in root.iterdir()] == ["ddp"]  # one run folder, named by rank 0 for both
     files = sorted(p.name for p in (root / "ddp").iterdir())
     assert files == ["best.pt", "config.json", "last.pt", "metrics.csv", "model_card.md", "status.json"]  # no temp
-    assert [r["epoch"] for r in ck.read_metrics(root / "ddp")] == list(range(1, CFG.epochs + 1))
+    assert [r["epoch"] for r in RunDir(root / "ddp").metrics()] == list(range(1, CFG.epochs + 1))
     assert out.count("epoch 1/12 ") == 1 and out.count("best val acc") == 1
-    assert TrainConfig.from_dict(ck.read_json(root / "ddp" / "config.json")) == CFG
-    assert ck.model_from_checkpoint(ck.load_checkpoint(root / "ddp" / "best.pt"))  # plain single-process model
+    assert TrainConfig.from_dict(read_json(root / "ddp" / "config.json")) == CFG
+    assert model_from_checkpoint(load_checkpoint(root / "ddp" / "best.pt"))  # plain single-process model
 
 
 @pytest.mark.slow
@@ -209,12 +215,12 @@ def test_single_process_run_resumes_with_two_processes(runs, single):
     def after_three(row: dict) -> None:
         stop["now"] = row["epoch"] == 3
 
-    part = fit(CFG, name="part", on_epoch_end=after_three, should_stop=lambda: stop["now"])
-    assert part["state"] == "cancelled" and ck.load_checkpoint(runs / "part" / "last.pt")["epoch"] == 3
+    part = train_run(CFG, name="part", callbacks=[Hooks(epoch=after_three, stop=lambda: stop["now"])])
+    assert part["state"] == "cancelled" and load_checkpoint(runs / "part" / "last.pt")["epoch"] == 3
     rc, out, err = _finish(_torchrun(runs, "--resume", "part"))
     assert rc == 0, err[-3000:]
     assert "resuming part at epoch 4" in out
-    assert [r["epoch"] for r in ck.read_metrics(runs / "part")] == list(range(1, CFG.epochs + 1))
+    assert [r["epoch"] for r in RunDir(runs / "part").metrics()] == list(range(1, CFG.epochs + 1))
     _assert_same_weights(runs / "part" / "last.pt", single / "last.pt")
 
 
@@ -224,11 +230,11 @@ def test_stopped_two_process_run_resumes_in_one_process(runs, single):
     _wait_for_epochs(runs / "stopped", 2, p)
     p.send_signal(signal.SIGTERM)  # what Ctrl-C / the app's stop button does: torchrun passes it on to both
     _finish(p)
-    status = ck.read_json(runs / "stopped" / "status.json")
+    status = read_json(runs / "stopped" / "status.json")
     assert status["state"] == "cancelled", status
-    done = ck.load_checkpoint(runs / "stopped" / "last.pt")["epoch"]
+    done = load_checkpoint(runs / "stopped" / "last.pt")["epoch"]
     assert 2 <= done < CFG.epochs
-    resumed = fit(TrainConfig(), resume="stopped")
+    resumed = train_run(TrainConfig(), resume="stopped")
     assert resumed["epochs_run"] == CFG.epochs
     _assert_same_weights(runs / "stopped" / "last.pt", single / "last.pt")
 
@@ -242,9 +248,9 @@ def test_a_failed_rank_ends_the_job_and_keeps_finished_checkpoints(runs, tmp_pat
     os.kill(rank1, signal.SIGKILL)  # a worker dies without a word (out of memory, a lost machine)
     rc, _, err = _finish(p)
     assert rc != 0
-    status = ck.read_json(runs / "crash" / "status.json")
+    status = read_json(runs / "crash" / "status.json")
     assert status["state"] == "failed" and "lost contact with another process" in status["message"], status
     assert "error: process 0 of 2 lost contact" in err and "rank      : 1" in err  # ours, then torchrun's
-    last = ck.load_checkpoint(runs / "crash" / "last.pt")
-    assert 2 <= last["epoch"] < CFG.epochs and len(ck.read_metrics(runs / "crash")) >= 2
-    assert ck.model_from_checkpoint(last)  # still a valid checkpoint to resume from
+    last = load_checkpoint(runs / "crash" / "last.pt")
+    assert 2 <= last["epoch"] < CFG.epochs and len(RunDir(runs / "crash").metrics()) >= 2
+    assert model_from_checkpoint(last)  # still a valid checkpoint to resume from

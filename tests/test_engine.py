@@ -3,7 +3,7 @@
 import torch
 import torchvision.transforms.functional as TF
 
-from cnn_core.engine import Augment, Batches, Normalize, flip_batch, shift_batch
+from cnn_core.engine.batches import Augment, Batches, Normalize, flip_batch, shift_batch
 
 
 def test_shift_equals_per_image_pad_and_crop():
@@ -78,7 +78,7 @@ def test_small_predictions_run_on_one_thread_and_restore_the_pool_size():
     from PIL import Image
     from torch import nn
 
-    from cnn_core.inference import SMALL_BATCH, Predictor
+    from cnn_core.evaluation.predictor import SMALL_BATCH, Predictor
 
     seen = []
 
@@ -103,8 +103,8 @@ def test_small_predictions_run_on_one_thread_and_restore_the_pool_size():
 def test_a_gpu_fp16_run_is_evaluated_on_the_cpu_the_cpus_way():
     import pytest
 
-    from cnn_core.engine import inference_precision, pick_precision
-    from cnn_core.errors import CnnError
+    from cnn_core.core.errors import CnnError
+    from cnn_core.engine.device import inference_precision, pick_precision
 
     cpu = torch.device("cpu")
     with pytest.raises(CnnError, match="fp16 training needs a CUDA GPU"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from cnn_core.config import TrainConfig
-from cnn_core.estimate import estimate_epoch, model_table
-from cnn_core.models import build_model, count_parameters, get_spec, list_models
-from cnn_core.train import prepare_data
+from cnn_core.engine.prepared import prepare_data
+from cnn_core.models import build_model, count_parameters, get_spec, list_models, model_table
+from cnn_core.training.estimate import estimate_epoch
 
 
 def test_estimate_counts_and_times_a_digits_epoch():

@@ -13,19 +13,20 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.export import ONNX_HINT, export_run
-from cnn_core.inference import Predictor
-from cnn_core.train import prepare_data
+from cnn_core.core.errors import CnnError
+from cnn_core.core.files import read_json
+from cnn_core.engine.prepared import prepare_data
+from cnn_core.evaluation.export import ONNX_HINT, export_run
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _real_batch(run_dir: Path) -> np.ndarray:
     """Five real test images, preprocessed exactly as training and evaluation do: (5, C, H, W) float32."""
-    prep = prepare_data(TrainConfig.from_dict(ck.read_json(run_dir / "config.json")))
+    prep = prepare_data(TrainConfig.from_dict(read_json(run_dir / "config.json")))
     x = prep.normalize()(prep.x_test[[0, 50, 100, 200, 300]])
     return x.contiguous().numpy()
 
@@ -35,7 +36,7 @@ def test_export_matches_pytorch_on_real_images_at_batch_1_and_5(digits_run, fmt)
     res = export_run(digits_run, fmt)
     path = Path(res["path"])
     assert path == digits_run / f"model.{fmt}" and res["max_abs_diff"] < 1e-4
-    model = ck.model_from_checkpoint(ck.load_checkpoint(digits_run / "best.pt"))
+    model = model_from_checkpoint(load_checkpoint(digits_run / "best.pt"))
     assert not model.training
     if fmt == "pt2":
         module = torch.export.load(str(path)).module()

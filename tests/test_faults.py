@@ -18,23 +18,28 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hooks_util import Hooks
 from PIL import Image
 
-from cnn_core import checkpoints as ck
-from cnn_core import train as train_mod
 from cnn_core.config import TrainConfig
-from cnn_core.engine import Batches
-from cnn_core.errors import CheckpointError, CnnError
-from cnn_core.inference import Predictor
+from cnn_core.core import files
+from cnn_core.core.errors import CheckpointError, CnnError
+from cnn_core.core.files import TMP_MARK, read_json, write_json
+from cnn_core.engine.batches import Batches
+from cnn_core.evaluation.predictor import Predictor
 from cnn_core.models import build_model
-from cnn_core.train import Diverged, fit
+from cnn_core.runs.checkpoint import load_checkpoint, save_checkpoint
+from cnn_core.runs.rundir import RunDir
+from cnn_core.training import loop as train_mod
+from cnn_core.training.loop import Diverged
+from cnn_core.workflows.run import train_run as fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = TrainConfig(model="lenet5", dataset="digits", epochs=4, batch_size=64, lr=0.05, schedule="onecycle",
                     precision="fp32", seed=0, max_batches=8)
 
 # A file object whose write stops half-way, then fails: the fault (a full disk, the power going) is injected
-# into checkpoints.py's own open(), so the code under test is the real atomic-write path. Shared with the
+# into cnn_core.core.files's own open(), so the code under test is the real atomic-write path. Shared with the
 # subprocess drivers below, which cannot use monkeypatch.
 _FAILING_OPEN = r'''
 import builtins as _b
@@ -64,7 +69,7 @@ exec(_FAILING_OPEN, _helpers)  # noqa: S102 - the same few lines the subprocesse
 
 
 def fail_writes(monkeypatch, should_fail: Callable[[str], bool], fault: Callable[[], None]) -> None:
-    monkeypatch.setattr(ck, "open", _helpers["failing_open"](should_fail, fault), raising=False)
+    monkeypatch.setattr(files, "open", _helpers["failing_open"](should_fail, fault), raising=False)
 
 
 def enospc() -> None:
@@ -72,34 +77,35 @@ def enospc() -> None:
 
 
 def finite(path: Path) -> bool:
-    return all(torch.isfinite(v.float()).all() for v in ck.load_checkpoint(path)["state_dict"].values())
+    return all(torch.isfinite(v.float()).all() for v in load_checkpoint(path)["state_dict"].values())
 
 
 # ------------------------------------------------------------------------------------------- atomic writes
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    ck.save_checkpoint({"format": 1, "state_dict": {"w": torch.zeros(1000)}, "epoch": 1}, path)
+    save_checkpoint({"format": 1, "state_dict": {"w": torch.zeros(1000)}, "epoch": 1}, path)
 
     def eio() -> None:
         raise OSError(errno.EIO, "Input/output error")
     fail_writes(monkeypatch, lambda f: True, eio)
     with pytest.raises(CheckpointError, match="could not write .*last.pt: Input/output error"):
-        ck.save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(1000)}, "epoch": 2}, path)
-    assert ck.load_checkpoint(path)["epoch"] == 1
+        save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(1000)}, "epoch": 2}, path)
+    assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 CRASH_MID_WRITE = _FAILING_OPEN + r'''
 import os, sys, torch
 from pathlib import Path
-from cnn_core import checkpoints as ck
+from cnn_core.core import files as ck
+from cnn_core.runs.checkpoint import save_checkpoint
 
 def power_cut():
     os._exit(9)  # no cleanup, no exception handlers: the process is simply gone
 
 ck.open = failing_open(lambda f: True, power_cut)
-ck.save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(100_000)}, "epoch": 2}, Path(sys.argv[1]))
+save_checkpoint({"format": 1, "state_dict": {"w": torch.ones(100_000)}, "epoch": 2}, Path(sys.argv[1]))
 '''
 
 
@@ -107,15 +113,15 @@ def test_a_crash_mid_write_keeps_the_previous_checkpoint_and_the_next_fit_cleans
     run = runs / "crashed"
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(SMALL.to_dict()))
-    ck.save_checkpoint({"format": 1, "state_dict": {"w": torch.zeros(100_000)}, "epoch": 1}, run / "last.pt")
+    save_checkpoint({"format": 1, "state_dict": {"w": torch.zeros(100_000)}, "epoch": 1}, run / "last.pt")
     p = subprocess.run([sys.executable, "-c", CRASH_MID_WRITE, str(run / "last.pt")], cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 9, p.stderr
-    stale = list(run.glob(f"last.pt{ck.TMP_MARK}*"))
+    stale = list(run.glob(f"last.pt{TMP_MARK}*"))
     assert len(stale) == 1 and stale[0].stat().st_size > 0  # the dead process's half-written copy
-    old = ck.load_checkpoint(run / "last.pt")
+    old = load_checkpoint(run / "last.pt")
     assert old["epoch"] == 1 and not old["state_dict"]["w"].any()
-    in_progress = run / f"best.pt{ck.TMP_MARK}{os.getpid()}-0a1b2c3d"  # a live writer's temp file
+    in_progress = run / f"best.pt{TMP_MARK}{os.getpid()}-0a1b2c3d"  # a live writer's temp file
     in_progress.write_bytes(b"being written")
 
     fit(SMALL.replace(epochs=1, max_batches=2), name="next")
@@ -135,37 +141,37 @@ def test_disk_full_stops_training_and_keeps_a_consistent_checkpoint_to_resume(ru
 
     fail_writes(monkeypatch, fills_up, enospc)
     with pytest.raises(CheckpointError) as e:
-        fit(SMALL, name="full", on_epoch_end=lambda row: disk.update(epochs=row["epoch"]))
+        fit(SMALL, name="full", callbacks=[Hooks(epoch=lambda row: disk.update(epochs=row["epoch"]))])
     msg = str(e.value)
     assert msg == ("disk full while saving best.pt; the previous copy is kept. Free some space (delete old runs) "
                    "and resume.")
     run = runs / "full"
-    st = ck.read_json(run / "status.json")
+    st = read_json(run / "status.json")
     assert st["state"] == "failed" and st["message"] == msg
-    last, best = ck.load_checkpoint(run / "last.pt"), ck.load_checkpoint(run / "best.pt")
+    last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "best.pt")
     # what survives agrees with itself: last.pt's best is the best.pt on disk (saving best.pt first ensures it)
     assert best["epoch"] <= last["epoch"] and last["best_val_accuracy"] == best["best_val_accuracy"]
-    assert not list(run.glob(f"*{ck.TMP_MARK}*"))
+    assert not list(run.glob(f"*{TMP_MARK}*"))
 
-    monkeypatch.setattr(ck, "open", open, raising=False)  # space freed
+    monkeypatch.setattr(files, "open", open, raising=False)  # space freed
     summary = fit(TrainConfig(), resume="full")
     assert summary["state"] == "finished"
-    assert [r["epoch"] for r in ck.read_metrics(run)] == [1, 2, 3, 4]
-    assert ck.load_checkpoint(run / "best.pt")["epoch"] == summary["best_epoch"]
+    assert [r["epoch"] for r in RunDir(run).metrics()] == [1, 2, 3, 4]
+    assert load_checkpoint(run / "best.pt")["epoch"] == summary["best_epoch"]
 
 
 def test_a_disk_full_for_every_file_reports_the_first_failure_not_a_later_one(runs, monkeypatch):
     done: list[int] = []
     fail_writes(monkeypatch, lambda f: bool(done), enospc)  # after epoch 1, nothing more fits
     with pytest.raises(CheckpointError, match="disk full while saving metrics.csv; the previous copy is kept"):
-        fit(SMALL, name="allfull", on_epoch_end=lambda row: done.append(row["epoch"]))
-    assert ck.load_checkpoint(runs / "allfull" / "last.pt")["epoch"] == 1
+        fit(SMALL, name="allfull", callbacks=[Hooks(epoch=lambda row: done.append(row["epoch"]))])
+    assert load_checkpoint(runs / "allfull" / "last.pt")["epoch"] == 1
 
 
 DISK_FULL_CLI = _FAILING_OPEN + r'''
 import errno, sys
-from cnn_core import checkpoints as ck
-from cnn_core.cli import main
+from cnn_core.cli.main import main
+from cnn_core.core import files as ck
 
 seen = []
 def full_after_epoch_1(file):
@@ -189,7 +195,7 @@ def test_disk_full_on_the_command_line_is_exit_2_and_one_line(runs):
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: disk full while saving") and "resume" in lines[0], lines
-    assert ck.load_checkpoint(runs / "cli-full" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(runs / "cli-full" / "last.pt")["epoch"] == 1
 
 
 # ------------------------------------------------------------------------------------------------ SIGKILL
@@ -209,8 +215,8 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_that_epoch(runs):
         while True:  # wait for epoch 2 on disk and the next epoch under way, in its first half
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "training never reached epoch 3"
-            done = int(ck.read_json(run / "status.json").get("epochs_run", 0))
-            prog = ck.read_json(run / "progress.json")
+            done = int(read_json(run / "status.json").get("epochs_run", 0))
+            prog = read_json(run / "progress.json")
             if done >= 2 and prog.get("epoch") == done + 1 and 0 < prog["batch"] < prog["batches"] // 2:
                 break
             time.sleep(0.05)
@@ -220,21 +226,21 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_that_epoch(runs):
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
-    assert ck.run_info(run).state == "interrupted"
-    last_epoch = int(ck.load_checkpoint(run / "last.pt")["epoch"])
+    assert RunDir(run).info().state == "interrupted"
+    last_epoch = int(load_checkpoint(run / "last.pt")["epoch"])
     assert last_epoch >= done  # at most the epoch it was killed in is lost
-    before = ck.read_metrics(run)
+    before = RunDir(run).metrics()
     assert [r["epoch"] for r in before][:last_epoch] == list(range(1, last_epoch + 1))
 
     p = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--resume", "killed", "--json"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.strip().splitlines()[-1])
-    after = ck.read_metrics(run)
+    after = RunDir(run).metrics()
     assert [r["epoch"] for r in after] == [1, 2, 3, 4, 5]  # no gaps, no duplicates
     assert after[:last_epoch] == before[:last_epoch]  # the finished epochs' history untouched
-    assert summary["epochs_run"] == 5 and ck.run_info(run).state == "finished"
-    assert ck.load_checkpoint(run / "last.pt")["epoch"] == 5
+    assert summary["epochs_run"] == 5 and RunDir(run).info().state == "finished"
+    assert load_checkpoint(run / "last.pt")["epoch"] == 5
 
 
 def test_a_run_whose_process_died_is_interrupted_even_as_an_unreaped_zombie(runs):
@@ -244,17 +250,17 @@ def test_a_run_whose_process_died_is_interrupted_even_as_an_unreaped_zombie(runs
     (run / "config.json").write_text(json.dumps(SMALL.to_dict()))
     spec = {"name": "lenet5", "kwargs": {"num_classes": 10, "in_channels": 1, "input_size": 32}}
     weights = build_model("lenet5", 10, 1, 32).state_dict()
-    ck.save_checkpoint({"format": 1, "model": spec, "state_dict": weights, "classes": list("0123456789"),
+    save_checkpoint({"format": 1, "model": spec, "state_dict": weights, "classes": list("0123456789"),
                         "epoch": 1}, run / "last.pt")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
-        ck.write_json(run / "status.json", {"state": "running", "pid": child.pid})
-        assert ck.run_info(run).state == "running"
+        write_json(run / "status.json", {"state": "running", "pid": child.pid})
+        assert RunDir(run).info().state == "running"
         os.kill(child.pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while ck.run_info(run).state == "running" and time.monotonic() < deadline:
+        while RunDir(run).info().state == "running" and time.monotonic() < deadline:
             time.sleep(0.05)  # the kill lands asynchronously; the child stays a zombie (we do not wait)
-        assert ck.run_info(run).state == "interrupted"
+        assert RunDir(run).info().state == "interrupted"
     finally:
         child.kill()
         child.wait()
@@ -270,8 +276,8 @@ def test_learning_rate_10_diverges_with_advice_and_saves_nothing_non_finite(runs
     msg = str(e.value)
     assert "\n" not in msg and "Lower the learning rate (it was 10)" in msg
     run = runs / "boom"
-    assert ck.read_json(run / "status.json")["state"] == "diverged"
-    assert ck.read_json(run / "status.json")["message"] == msg
+    assert read_json(run / "status.json")["state"] == "diverged"
+    assert read_json(run / "status.json")["message"] == msg
     kept = (run / "best.pt").exists()
     assert ("best.pt is kept" in msg) == kept and ("nothing was saved" in msg) == (not kept)
     assert all(finite(run / f) for f in ("best.pt", "last.pt") if (run / f).exists())
@@ -292,9 +298,9 @@ def test_nan_in_the_input_is_named_and_the_best_checkpoint_survives(runs, monkey
     msg = str(e.value)
     assert "best.pt is kept" in msg and "normalisation" in msg and "learning rate" not in msg
     run = runs / "nan"
-    assert ck.run_info(run).state == "diverged"
-    assert ck.load_checkpoint(run / "last.pt")["epoch"] == 2
-    assert ck.load_checkpoint(run / "best.pt")["epoch"] <= 2
+    assert RunDir(run).info().state == "diverged"
+    assert load_checkpoint(run / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run / "best.pt")["epoch"] <= 2
     assert finite(run / "best.pt") and finite(run / "last.pt")
     assert len(Predictor.from_run("nan").top_k([Image.new("L", (8, 8), 0)], 3)[0]) == 3  # it still answers
 
@@ -325,9 +331,9 @@ def test_cuda_out_of_memory_says_use_a_smaller_batch_and_frees_the_worker(runs, 
     with pytest.raises(CnnError) as e:
         fit(cfg, name="oom")
     assert str(e.value) == "the GPU ran out of memory at batch size 32; try a smaller batch size (e.g. 16)"
-    st = ck.read_json(runs / "oom" / "status.json")
+    st = read_json(runs / "oom" / "status.json")
     assert st["state"] == "failed" and st["message"] == str(e.value)
-    assert ck.load_checkpoint(runs / "oom" / "last.pt")["epoch"] == 1  # the finished epoch is kept
+    assert load_checkpoint(runs / "oom" / "last.pt")["epoch"] == 1  # the finished epoch is kept
     gc.collect()
     assert len(models) == 1 and models[0]() is None  # the error we hold keeps no tensors of the failed run
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_core import folders
-from cnn_core.errors import DataError
+from cnn_core.core.errors import DataError
+from cnn_core.data import folders, uploads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -251,15 +251,15 @@ def test_cli_trains_evaluates_and_resumes_a_folder_run_on_its_saved_split(tmp_pa
 @pytest.mark.slow
 def test_alexnet_trains_on_a_224_folder_end_to_end(tmp_path, runs):
     from cnn_core.config import TrainConfig
-    from cnn_core.inference import evaluate_run
-    from cnn_core.train import fit
+    from cnn_core.evaluation.reports import evaluate_run
+    from cnn_core.workflows.run import train_run
 
     root = make_folder(tmp_path / "caltech", {"a": 6, "b": 6, "c": 6})
     cfg = TrainConfig(model="alexnet", dataset=f"folder:{root}", epochs=1, batch_size=8, lr=0.01)
-    summary = fit(cfg, name="alex")
+    summary = train_run(cfg, name="alex")
     ckpt = json.loads((runs / "alex" / "split.json").read_text())
     assert summary["state"] == "finished" and sum(ckpt["counts"]["test"].values()) == 3
-    from cnn_core.checkpoints import load_checkpoint
+    from cnn_core.runs.checkpoint import load_checkpoint
 
     assert load_checkpoint(runs / "alex" / "best.pt")["input"]["size"] == 224
     rep = evaluate_run("alex")
@@ -291,7 +291,7 @@ def test_a_zip_of_class_folders_unpacks_and_trains_as_a_folder(tmp_path):
     entries["__MACOSX/shapes/dark/._0.jpg"] = b"apple metadata"
     src = tmp_path / "up.zip"
     src.write_bytes(zip_bytes(entries))
-    out = folders.extract_zip_dataset(src, tmp_path / "uploads")
+    out = uploads.extract_zip_dataset(src, tmp_path / "uploads")
     assert out.parent == tmp_path / "uploads" and not (out / "__MACOSX").exists()
     ds = folders.load_folder(str(out), tmp_path, tmp_path / "cache", 32)
     assert ds.classes == ["dark", "light"] and len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 10
@@ -308,7 +308,7 @@ def test_a_zip_of_class_folders_unpacks_and_trains_as_a_folder(tmp_path):
 def test_hostile_zips_are_refused_whole_and_leave_nothing(tmp_path, entries, symlinks, error):
     dest = tmp_path / "uploads"
     with pytest.raises(DataError, match=error):
-        folders.extract_zip_dataset(zip_bytes(entries, symlinks), dest)
+        uploads.extract_zip_dataset(zip_bytes(entries, symlinks), dest)
     assert not dest.exists() or not any(dest.iterdir())
     assert not (tmp_path / "evil.sh").exists()
 
@@ -316,10 +316,10 @@ def test_hostile_zips_are_refused_whole_and_leave_nothing(tmp_path, entries, sym
 def test_too_many_files_and_too_many_bytes_are_refused(tmp_path):
     many = zip_bytes({f"d/a/{i}.jpg": b"x" for i in range(30)})
     with pytest.raises(DataError, match="30 files, more than the 20"):
-        folders.extract_zip_dataset(many, tmp_path, max_files=20)
+        uploads.extract_zip_dataset(many, tmp_path, max_files=20)
     big = zip_bytes({"d/a/1.jpg": os.urandom(300_000)})
     with pytest.raises(DataError, match="unpacks to"):
-        folders.extract_zip_dataset(big, tmp_path, max_bytes=100_000)
+        uploads.extract_zip_dataset(big, tmp_path, max_bytes=100_000)
 
 
 def test_a_zip_whose_headers_lie_about_sizes_is_refused_and_leaves_nothing(tmp_path):
@@ -331,24 +331,24 @@ def test_a_zip_whose_headers_lie_about_sizes_is_refused_and_leaves_nothing(tmp_p
     assert forged != data
     dest = tmp_path / "uploads"
     with pytest.raises(DataError, match="zip"):
-        folders.extract_zip_dataset(forged, dest)
+        uploads.extract_zip_dataset(forged, dest)
     assert not any(dest.iterdir())
 
 
 def test_not_a_zip_is_one_clear_line(tmp_path):
     with pytest.raises(DataError, match="not a zip file"):
-        folders.extract_zip_dataset(b"PK-but-not-really", tmp_path)
+        uploads.extract_zip_dataset(b"PK-but-not-really", tmp_path)
 
 
 def test_import_zip_names_the_folder_by_content_and_refuses_an_oversized_upload(tmp_path):
     entries = {f"shapes/{c}/{i}.jpg": jpeg(v + i) for c, v in (("dark", 20), ("light", 230)) for i in range(5)}
     data = zip_bytes(entries)
-    first = folders.import_zip(data, tmp_path)
+    first = uploads.import_zip(data, tmp_path)
     assert first["new"] and Path(first["path"]).parent == (tmp_path / "uploads").resolve()
     assert first["classes"] == ["dark", "light"] and first["counts"]["train"] == {"dark": 3, "light": 3}
-    assert folders.import_zip(data, tmp_path) == {**first, "new": False}  # same bytes: the same folder
-    other = folders.import_zip(zip_bytes({**entries, "shapes/dark/extra.jpg": jpeg(40)}), tmp_path)
+    assert uploads.import_zip(data, tmp_path) == {**first, "new": False}  # same bytes: the same folder
+    other = uploads.import_zip(zip_bytes({**entries, "shapes/dark/extra.jpg": jpeg(40)}), tmp_path)
     assert other["new"] and other["path"] != first["path"]  # other bytes: a folder of their own
     with pytest.raises(DataError, match="the zip is larger than 10 MB"):
-        folders.import_zip(data + bytes(10 * 1024 ** 2), tmp_path / "elsewhere")  # the app's upload cap
+        uploads.import_zip(data + bytes(10 * 1024 ** 2), tmp_path / "elsewhere")  # the app's upload cap
     assert not (tmp_path / "elsewhere").exists()

@@ -4,26 +4,28 @@ import os
 
 import pytest
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.history import delete_run, rename_run, runs_table
-from cnn_core.inference import Predictor
-from cnn_core.modelcard import read_model_card
-from cnn_core.train import fit
+from cnn_core.core.errors import CnnError
+from cnn_core.core.files import read_json, write_json
+from cnn_core.evaluation.modelcard import read_model_card
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs.checkpoint import FORMAT, save_checkpoint
+from cnn_core.runs.rundir import list_runs
+from cnn_core.workflows.history import delete_run, rename_run, runs_table
+from cnn_core.workflows.run import train_run
 
 
 def _fake_run(root, name, **status):
     """A run folder as fit leaves it, without the training (for the path-safety cases)."""
     run = root / name
     run.mkdir(parents=True)
-    ck.write_json(run / "config.json", TrainConfig().to_dict())
-    ck.write_json(run / "status.json", {"state": "finished", **status})
+    write_json(run / "config.json", TrainConfig().to_dict())
+    write_json(run / "status.json", {"state": "finished", **status})
     # a real (untrained) LeNet-5 checkpoint: run lists check that a checkpoint loads, not only that it exists
     from cnn_core.models import build_model
 
     model = build_model("lenet5", 10, 1, 32)
-    ck.save_checkpoint({"format": ck.FORMAT, "state_dict": model.state_dict(), "classes": [str(i) for i in range(10)],
+    save_checkpoint({"format": FORMAT, "state_dict": model.state_dict(), "classes": [str(i) for i in range(10)],
                         "model": {"name": "lenet5", "kwargs": {"num_classes": 10, "in_channels": 1, "input_size": 32}},
                         "input": {"size": 32, "channels": 1, "mean": [0.3], "std": [0.4]}, "epoch": 1},
                        run / "best.pt")
@@ -31,11 +33,11 @@ def _fake_run(root, name, **status):
 
 
 def test_rename_moves_the_run_and_everything_that_names_it(runs):
-    fit(TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, train_subset=200), name="old-name")
+    train_run(TrainConfig(model="lenet5", dataset="digits", epochs=1, batch_size=64, train_subset=200), name="old-name")
     new = rename_run("old-name", "new_name")
     assert new == (runs / "new_name").resolve() and not (runs / "old-name").exists()
-    assert [r.name for r in ck.list_runs(runs)] == ["new_name"]
-    assert ck.read_json(new / "status.json")["run"] == "new_name"
+    assert [r.name for r in list_runs(runs)] == ["new_name"]
+    assert read_json(new / "status.json")["run"] == "new_name"
     card = read_model_card("new_name")
     assert card.startswith("# Model card: new_name\n") and card.count("--name new_name") == 1
     assert "old-name" not in card

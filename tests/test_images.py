@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cnn_core import images
+from cnn_core.core.errors import ImageError
 from cnn_core.data import load_dataset
-from cnn_core.errors import ImageError
-from cnn_core.images import load_image, to_model_array
-from cnn_core.inference import Predictor
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.imaging import loader as images
+from cnn_core.imaging.loader import load_image, to_model_array
 
 RED = (255, 0, 0)
 

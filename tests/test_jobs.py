@@ -9,12 +9,13 @@ import sys
 import time
 
 import pytest
+from hooks_util import Hooks
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.jobs import JobManager, train_args
-from cnn_core.train import fit
+from cnn_core.core.errors import CnnError
+from cnn_core.jobs.manager import JobManager
+from cnn_core.runs.rundir import RunDir
+from cnn_core.workflows.run import train_run
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +38,20 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_train_args_rebuild_the_config_exactly():
-    import cnn_core.presets  # noqa: F401  (the recipe named below)
-    from cnn_core.cli import build_parser, config_from_args
-
-    cfg = TrainConfig(model="simple_cnn", dataset="digits", epochs=3, lr=0.0007, weight_decay=1.5e-05, augment=True,
-                      optimizer="adamw", label_smoothing=0.1, max_batches=4, preset="mnist-lenet5")
-    args = build_parser().parse_args(["train", *train_args(cfg)])
-    assert config_from_args(args) == cfg
-    with pytest.raises(CnnError, match="extra"):
-        train_args(cfg.replace(extra={"width": 2}))
+def test_a_job_is_its_run_folder_from_the_moment_it_is_queued(runs):
+    m = JobManager(command=SLEEPER, queue_limit=1)
+    try:
+        cfg = TrainConfig(**{**TINY, "lr": 0.0007, "weight_decay": 1.5e-05, "optimizer": "adamw"})
+        running = m.submit(cfg, name="a", root=runs)
+        waiting = m.submit(cfg, name="b", root=runs)
+        # the parent writes the config (the child trains exactly that), and the state the child will take over
+        assert RunDir(runs / "b").config() == cfg.to_dict() and RunDir(runs / "b").status()["state"] == "queued"
+        assert waiting.args == ["train", "--prepared", "b"] and running.argv[-3:] == ["--prepared", "a", "--quiet"]
+        assert RunDir(runs / "b").info().state == "queued"
+    finally:
+        m.shutdown(wait=10)
+    assert running.state == "cancelled" and waiting.state == "cancelled"
+    assert not (runs / "a").exists() and not (runs / "b").exists()  # nothing trained: no run folder left behind
 
 
 def test_second_job_waits_for_the_first_then_runs(runs, manager):
@@ -59,9 +64,9 @@ def test_second_job_waits_for_the_first_then_runs(runs, manager):
     assert first.state == second.state == "finished", (first.message, second.message)
     assert second.started >= first.ended  # never on top of each other
     for job in (first, second):
-        status = ck.read_json(job.run_dir / "status.json")
+        status = job.run_dir.status()
         assert status["state"] == "finished" and job.summary["test_accuracy"] == status["test_accuracy"]
-        assert (job.run_dir / "best.pt").is_file() and len(job.metrics()) == 1
+        assert job.run_dir.has("best") and len(job.metrics()) == 1
         assert job.fraction_done() == 1.0
 
 
@@ -72,8 +77,10 @@ def test_queue_is_bounded_and_a_queued_job_can_leave_it(runs):
         waiting = m.submit(TrainConfig(**TINY), name="b", root=runs)
         with pytest.raises(CnnError, match="busy with a and 1 more"):
             m.submit(TrainConfig(**TINY), name="c", root=runs)
+        assert not (runs / "c").exists()  # refused before anything was written for it
         m.cancel(waiting.id)
         assert waiting.state == "cancelled" and not m.queued() and running.state == "running"
+        assert not (runs / "b").exists()
         m.cancel(running.id)  # SIGTERM
         m.wait(running.id, timeout=30)
         assert running.state == "cancelled"
@@ -88,10 +95,10 @@ def test_cancel_stops_a_real_run_at_the_next_batch(runs, manager):
     manager.cancel(job.id)
     manager.wait(job.id, timeout=120)
     assert job.state == "cancelled" and job.returncode == 0
-    status = ck.read_json(job.run_dir / "status.json")
+    status = job.run_dir.status()
     assert status["state"] == "cancelled" and 1 <= status["epochs_run"] < 200
-    assert ck.load_checkpoint(job.run_dir / "last.pt")["epoch"] == status["epochs_run"]
-    assert ck.run_info(job.run_dir).state == "cancelled"
+    assert job.run_dir.load("last")["epoch"] == status["epochs_run"]
+    assert job.run_dir.info().state == "cancelled"
 
 
 def test_a_run_that_fails_reports_the_clis_message(runs, manager):
@@ -99,17 +106,18 @@ def test_a_run_that_fails_reports_the_clis_message(runs, manager):
     manager.wait(job.id, timeout=120)
     assert job.state == "failed" and job.returncode == 2
     assert "unknown dataset 'nosuchset'" in job.message and not job.message.startswith("error:")
+    assert not (runs / "bad").exists()  # it never trained: the job keeps the message, the runs list stays clean
 
 
 def test_a_killed_process_is_marked_failed_on_disk_too(runs, manager):
     job = manager.submit(TrainConfig(**{**TINY, "epochs": 200}), name="killed", root=runs)
-    wait_for(lambda: job.progress().get("batch", 0) >= 1, timeout=180)
+    wait_for(lambda: job.status().get("epochs_run", 0) >= 1, timeout=180)  # an epoch to keep
     os.kill(job.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer would do
     manager.wait(job.id, timeout=60)
     assert job.state == "failed" and "killed by signal 9" in job.message
-    status = ck.read_json(job.run_dir / "status.json")
+    status = job.run_dir.status()
     assert status["state"] == "failed" and status["pid"] is None
-    assert ck.run_info(job.run_dir).state == "failed"
+    assert job.run_dir.info().state == "failed"
 
 
 def test_a_process_that_dies_says_its_last_line(runs):
@@ -124,16 +132,16 @@ def test_a_process_that_dies_says_its_last_line(runs):
 def test_resume_continues_a_stopped_run_from_its_next_epoch(runs, manager):
     epoch_done = {"n": 0}
     cfg = TrainConfig(**{**TINY, "epochs": 2})
-    fit(cfg, name="stopped", root=runs, on_epoch_end=lambda row: epoch_done.update(n=row["epoch"]),
-        should_stop=lambda: epoch_done["n"] >= 1)  # stops at the first batch of epoch 2
-    assert ck.run_info(runs / "stopped").state == "cancelled"
+    train_run(cfg, name="stopped", root=runs, callbacks=[Hooks(epoch=lambda row: epoch_done.update(n=row["epoch"]),
+                                                               stop=lambda: epoch_done["n"] >= 1)])  # in epoch 2
+    assert RunDir(runs / "stopped").info().state == "cancelled"
     job = manager.resume("stopped", root=runs)
     assert job.start_epoch == 2 and job.resume and job.run == "stopped"
     with pytest.raises(CnnError, match="already running or waiting"):
         manager.resume("stopped", root=runs)
     manager.wait(job.id, timeout=300)
     assert job.state == "finished", job.message
-    assert [r["epoch"] for r in ck.read_metrics(runs / "stopped")] == [1, 2]
+    assert [r["epoch"] for r in RunDir(runs / "stopped").metrics()] == [1, 2]
     with pytest.raises(CnnError, match="already finished"):
         manager.resume("stopped", root=runs)
 
@@ -149,29 +157,25 @@ def test_unknown_model_is_refused_before_anything_starts(runs, manager):
 SWEEP_GRID = {"lr": [0.05, 0.01], "augment": [True, False]}
 
 
-def test_sweep_args_rebuild_the_grid_and_base_exactly():
-    from cnn_core.cli import build_parser, config_from_args
-    from cnn_core.cli_experiments import SWEEP_FLAGS, cli_grid, sweep_args
+def test_a_sweep_job_trains_what_its_folder_says(runs, manager):
+    from cnn_core.workflows.sweep import sweep_plan_of
 
     base = TrainConfig(**{**TINY, "weight_decay": 1.5e-05, "optimizer": "adamax", "schedule": "onecycle"})
-    args = build_parser().parse_args(["sweep", *sweep_args(SWEEP_GRID, base)])
-    grid = {f: getattr(args, f) for f, _ in SWEEP_FLAGS.values() if getattr(args, f) is not None}
-    # what cmd_sweep reads: the swept lists, and the base's other sweep-flag settings as one-value lists
-    assert grid == cli_grid(SWEEP_GRID, base) == {"batch_size": [64], "lr": [0.05, 0.01], "optimizer": ["adamax"],
-                                                  "augment": [True, False], "weight_decay": [1.5e-05]}
-    assert list(grid) == list(cli_grid(SWEEP_GRID, base))  # the same order, so the same run names
-    assert config_from_args(args, **{k: v[0] for k, v in grid.items()}) == base.replace(lr=0.05, augment=True)
-    with pytest.raises(CnnError, match="'epochs' cannot be swept from the command line"):
-        sweep_args({"epochs": [1, 2]}, base)
+    job = manager.submit_sweep(SWEEP_GRID, base, name="planned", root=runs)
+    assert job.args == ["sweep", "--continue", "planned"]
+    grid, saved = sweep_plan_of("planned", runs)  # what the child process reads
+    assert grid == SWEEP_GRID and saved == base.replace(lr=0.05, augment=True)
+    manager.cancel(job.id)
+    manager.wait(job.id, timeout=120)
 
 
 def test_a_sweep_job_waits_behind_a_training_job_then_trains_every_run(runs, manager):
-    from cnn_core.sweep import read_sweep
+    from cnn_core.workflows.sweep import read_sweep
 
     first = manager.submit(TrainConfig(**TINY), name="first", root=runs)
     job = manager.submit_sweep({"lr": [0.05, 0.01]}, TrainConfig(**TINY), name="sw", root=runs)
     assert job.kind == "sweep" and job.state == "queued" and manager.position(job.id) == 1
-    names = ["sw-bs64-lr0p05-sgd-noaug-wd0p0005", "sw-bs64-lr0p01-sgd-noaug-wd0p0005"]
+    names = ["sw-lr0p05", "sw-lr0p01"]
     assert job.runs == names and manager.active_runs(runs) == {"first", *names}
     manager.wait(job.id, timeout=300)
     assert first.state == "finished" and job.started >= first.ended
@@ -192,7 +196,7 @@ def test_a_bad_sweep_is_refused_before_it_is_queued(runs, manager):
 
 
 def test_a_running_sweep_reports_which_run_and_epoch_and_cancels_at_a_batch(runs, manager):
-    from cnn_core.sweep import read_sweep
+    from cnn_core.workflows.sweep import read_sweep
 
     base = TrainConfig(**{**TINY, "epochs": 200, "max_batches": 3})
     job = manager.submit_sweep(SWEEP_GRID, base, name="long", root=runs)
@@ -201,15 +205,15 @@ def test_a_running_sweep_reports_which_run_and_epoch_and_cancels_at_a_batch(runs
     wait_for(lambda: job.progress().get("epoch", 0) >= 2, timeout=180)
     p = job.progress()
     first = job.runs[0]
-    assert first == "long-bs64-lr0p05-sgd-aug-wd0p0005" and len(job.runs) == 4
+    assert first == "long-lr0p05-aug" and len(job.runs) == 4
     assert (p["run"], p["index"], p["total"], p["epochs"]) == (first, 1, 4, 200)
-    assert job.current_run() == first and job.run_dir == runs / first
+    assert job.current_run() == first and job.run_dir == RunDir(runs / first)
     assert 0 < job.fraction_done() < 0.25 and job.metrics()
     manager.cancel(job.id)
     manager.wait(job.id, timeout=120)
     assert job.state == "cancelled" and "start the same sweep again" in job.message
     assert [r["state"] for r in read_sweep("long", runs)] == ["cancelled", "pending", "pending", "pending"]
-    assert ck.run_info(runs / first).state == "cancelled"
+    assert RunDir(runs / first).info().state == "cancelled"
 
 
 # --------------------------------------------------------------------------------------------- torchrun jobs
@@ -218,13 +222,12 @@ def test_a_torchrun_job_with_two_processes_finishes_with_one_set_of_run_files(ru
     cfg = TrainConfig(**{**TINY, "epochs": 2})
     job = manager.submit(cfg, name="ddp-job", root=runs, nproc=2)
     assert job.argv[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert job.argv[5:8] == ["-m", "cnn_core", "train"] and job.argv[8:] == [*train_args(cfg), "--name", "ddp-job",
-                                                                             "--json", "--quiet"]
+    assert job.argv[5:] == ["-m", "cnn_core", "train", "--prepared", "ddp-job", "--quiet"]
     manager.wait(job.id, timeout=300)
     assert job.state == "finished", "\n".join([job.message, *job.stderr_tail])
-    assert job.summary["test_accuracy"] is not None  # rank 0's --json line, read like a single process's
+    assert job.summary["test_accuracy"] is not None  # rank 0's status.json, read like a single process's
     assert [p.name for p in runs.iterdir()] == ["ddp-job"]  # the other rank made no run folder of its own
-    assert [int(r["epoch"]) for r in ck.read_metrics(runs / "ddp-job")] == [1, 2]  # one row per epoch, not two
+    assert [int(r["epoch"]) for r in RunDir(runs / "ddp-job").metrics()] == [1, 2]  # one row per epoch, not two
     assert {"config.json", "status.json", "best.pt", "last.pt", "model_card.md"} <= {
         p.name for p in (runs / "ddp-job").iterdir()}
 

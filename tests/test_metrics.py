@@ -1,6 +1,6 @@
 import pytest
 
-from cnn_core.metrics import classification_report, most_confused
+from cnn_core.evaluation.metrics import classification_report, most_confused
 
 
 def test_report_against_hand_computed_values():

@@ -6,28 +6,27 @@ import shlex
 
 import pytest
 
-from cnn_core import checkpoints as ck
-from cnn_core.cli import build_parser, config_from_args
+from cnn_core.cli.main import build_parser
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.inference import evaluate_run
-from cnn_core.modelcard import read_model_card, reproduce_command, write_model_card
-from cnn_core.models import build_model, count_parameters
+from cnn_core.config.argv import explicit_options
+from cnn_core.core.errors import CnnError
+from cnn_core.core.files import read_json, write_json
+from cnn_core.evaluation.modelcard import read_model_card, reproduce_command, write_model_card
+from cnn_core.evaluation.reports import evaluate_run
+from cnn_core.models import build_model, count_parameters, make_config
 
 
 def _parse_command(cmd: str) -> TrainConfig:
-    from cnn_core import cli_experiments, presets  # noqa: F401  (what main() registers)
-
     words = shlex.split(cmd)
     assert words[:4] == ["python", "-m", "cnn_core", "train"]
-    return config_from_args(build_parser().parse_args(words[3:]))
+    return make_config(**explicit_options(build_parser().parse_args(words[3:])))
 
 
 def test_card_reports_the_runs_facts(digits_run):
     card = read_model_card(digits_run)
     assert card is not None and card.startswith("# Model card: digits-lenet\n")
-    status = ck.read_json(digits_run / "status.json")
-    cfg = TrainConfig.from_dict(ck.read_json(digits_run / "config.json"))
+    status = read_json(digits_run / "status.json")
+    cfg = TrainConfig.from_dict(read_json(digits_run / "config.json"))
     # split sizes: digits has 1797 images, 360 of them test; 10% of the rest is validation
     assert "| train | 1293 |" in card and "| validation | 144 |" in card and "| test | 360 |" in card
     params = count_parameters(build_model("lenet5", 10, 1, 32))
@@ -49,7 +48,7 @@ def test_reproduce_command_rebuilds_the_exact_config(digits_run):
     card = read_model_card(digits_run)
     cmd = card.split("## Reproduce\n\n```\n")[1].split("\n```")[0]
     assert cmd.endswith("--name digits-lenet")
-    assert _parse_command(cmd) == TrainConfig.from_dict(ck.read_json(digits_run / "config.json"))
+    assert _parse_command(cmd) == TrainConfig.from_dict(read_json(digits_run / "config.json"))
 
 
 @pytest.mark.parametrize("cfg", [
@@ -66,8 +65,8 @@ def test_reproduce_command_round_trips_any_config(cfg):
 def test_cards_only_for_finished_runs(runs):
     run = runs / "half"
     run.mkdir(parents=True)
-    ck.write_json(run / "config.json", TrainConfig().to_dict())
-    ck.write_json(run / "status.json", {"state": "diverged"})
+    write_json(run / "config.json", TrainConfig().to_dict())
+    write_json(run / "status.json", {"state": "diverged"})
     assert read_model_card("half") is None
     with pytest.raises(CnnError, match="needs a finished run"):
         write_model_card("half")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnn_core.errors import CnnError
+from cnn_core.core.errors import CnnError
 from cnn_core.models import build_model, count_parameters, get_spec, list_models
 
 

@@ -13,12 +13,15 @@ import signal
 import pytest
 from PIL import Image
 
-from cnn_core import checkpoints as ck
-from cnn_core.cli import main
+from cnn_core.cli.main import main
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.inference import Predictor
-from cnn_core.train import fit
+from cnn_core.core import files as core_files
+from cnn_core.core.errors import CnnError
+from cnn_core.core.files import atomic_write_bytes
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs import checkpoint
+from cnn_core.runs.rundir import RunDir, validate_run_name
+from cnn_core.workflows.run import train_run
 
 BAD_NAMES = ["", " ", "../x", "..", ".", "/etc/passwd", "/tmp/run", "a/b", "a\\b", "~", "x" * 65, "-flag",
              "_hidden", ".hidden", "my run", "run\n2", "run\x00", "naïve", "名前", "run;rm -rf", "$(id)", "a:b"]
@@ -33,25 +36,25 @@ def listing(folder: pathlib.Path) -> set[str]:
 def test_bad_run_names_are_refused_before_anything_is_written(name, runs, tmp_path):
     before = listing(tmp_path)
     with pytest.raises(CnnError, match="not allowed: use 1-64 letters, digits") as e:
-        fit(TINY, name=name)
+        train_run(TINY, name=name)
     assert "\n" not in str(e.value)
     assert listing(tmp_path) == before  # no folder in the root, nothing beside it
 
 
 @pytest.mark.parametrize("name", ["a", "Z9", "cifar_resnet-18", "x" * 64, "2024-05-01_lenet"])
 def test_good_run_names_are_kept_as_typed(name):
-    assert ck.validate_run_name(name) == name
+    assert validate_run_name(name) == name
 
 
 def test_taken_names_get_a_suffix_and_stay_valid(tmp_path):
     root = tmp_path / "ck"
     long = "y" * 64
-    made = [ck.new_run_dir(root, n, "lenet5", "digits") for n in ("same", "same", "same", long, long)]
+    made = [RunDir.create(root, n, "lenet5", "digits").path for n in ("same", "same", "same", long, long)]
     assert [p.name for p in made[:3]] == ["same", "same-2", "same-3"]
     assert made[3].name == long and made[4].name != long
-    assert all(ck.validate_run_name(p.name) and p.parent == root for p in made)
-    auto = ck.new_run_dir(root, None, "lenet5", "folder:/home/x/My Photos")
-    assert auto.parent == root and ck.validate_run_name(auto.name)  # a dataset path never becomes a folder path
+    assert all(validate_run_name(p.name) and p.parent == root for p in made)
+    auto = RunDir.create(root, None, "lenet5", "folder:/home/x/My Photos").path
+    assert auto.parent == root and validate_run_name(auto.name)  # a dataset path never becomes a folder path
 
 
 def _run_folder(folder: pathlib.Path) -> pathlib.Path:
@@ -66,18 +69,18 @@ def test_a_bare_name_only_ever_means_a_folder_in_the_root(tmp_path, monkeypatch)
     _run_folder(tmp_path / "work" / "decoy")  # a run-looking folder next to the working directory
     (tmp_path / "work" / "config.json").write_text(json.dumps(TINY.to_dict()))  # and the root's parent
     monkeypatch.chdir(tmp_path / "work")
-    assert ck.resolve_run("mine", root) == root / "mine"
+    assert RunDir.resolve("mine", root).path == root / "mine"
     for name in ("decoy", "..", ".", "~", "", "mine\x00", "x" * 5000):
         with pytest.raises(CnnError, match="no run"):
-            ck.resolve_run(name, root)
+            RunDir.resolve(name, root)
 
 
 def test_a_path_is_accepted_only_if_it_is_a_real_run_folder(tmp_path, monkeypatch):
     root = tmp_path / "checkpoints"
     real = _run_folder(tmp_path / "elsewhere" / "shared-run")
     monkeypatch.chdir(tmp_path)
-    assert ck.resolve_run(real, root) == real
-    assert ck.resolve_run("elsewhere/shared-run", root) == pathlib.Path("elsewhere/shared-run")
+    assert RunDir.resolve(real, root).path == real
+    assert RunDir.resolve("elsewhere/shared-run", root).path == pathlib.Path("elsewhere/shared-run")
     not_runs = {"somewhere": {"last.pt": b"x"},  # checkpoint-looking files alone do not make a run
                 "configless": {"config.json": b"[]"},
                 "other-json": {"config.json": b'{"name": "a package.json, say"}'}}
@@ -87,7 +90,7 @@ def test_a_path_is_accepted_only_if_it_is_a_real_run_folder(tmp_path, monkeypatc
             (tmp_path / folder / f).write_bytes(data)
         for spelled in (str(tmp_path / folder), f"../{tmp_path.name}/{folder}", f"./{folder}"):
             with pytest.raises(CnnError, match="no run"):
-                ck.resolve_run(spelled, root)
+                RunDir.resolve(spelled, root)
 
 
 def test_resume_cannot_adopt_or_write_into_a_folder_outside_the_root(runs, tmp_path, monkeypatch, capsys):
@@ -100,7 +103,7 @@ def test_resume_cannot_adopt_or_write_into_a_folder_outside_the_root(runs, tmp_p
     monkeypatch.chdir(tmp_path / "cwd")  # so ../somewhere is the victim
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # cmd_train's SIGTERM hook: not in the test runner
     with pytest.raises(CnnError, match="no run"):
-        fit(TrainConfig(), resume="../somewhere")
+        train_run(TrainConfig(), resume="../somewhere")
     assert main(["train", "--resume", "../somewhere"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no run")
@@ -109,9 +112,10 @@ def test_resume_cannot_adopt_or_write_into_a_folder_outside_the_root(runs, tmp_p
 
 def test_every_file_a_run_writes_is_inside_its_run_folder(runs, monkeypatch):
     written: list[pathlib.Path] = []
-    real = ck.atomic_write_bytes
-    monkeypatch.setattr(ck, "atomic_write_bytes", lambda path, data: written.append(path) or real(path, data))
-    summary = fit(TINY, name="contained")
+    real = atomic_write_bytes
+    for module in (core_files, checkpoint):  # every atomic write: JSON, CSV and checkpoints
+        monkeypatch.setattr(module, "atomic_write_bytes", lambda path, data: written.append(path) or real(path, data))
+    summary = train_run(TINY, name="contained")
     run = (runs / "contained").resolve()
     assert summary["run_dir"] and pathlib.Path(summary["run_dir"]).resolve() == run
     assert {p.name for p in written} >= {"config.json", "status.json", "metrics.csv", "last.pt", "best.pt"}

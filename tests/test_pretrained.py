@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets_util import have_dataset
+from hooks_util import Hooks
 
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
+from cnn_core.core.errors import CnnError
 from cnn_core.models import build_model
 from cnn_core.models import pretrained as pt
-from cnn_core.train import make_optimizer, make_scheduler
+from cnn_core.training.optim import make_optimizer, make_scheduler
+from cnn_core.workflows.run import train_run
 
 BUILDINGS = {"bell cote", "dome", "palace", "church", "monastery", "castle", "mosque", "stupa", "boathouse",
              "cinema", "planetarium", "triumphal arch", "library", "pedestal", "obelisk"}
@@ -158,15 +161,14 @@ def test_missing_weight_package_says_how_to_install(monkeypatch):
 def test_fine_tuning_run_loads_weights_once_and_its_checkpoint_needs_no_weights(tmp_path, runs, monkeypatch):
     from test_folders import make_folder
 
-    from cnn_core.inference import Predictor
-    from cnn_core.train import fit
+    from cnn_core.evaluation.predictor import Predictor
 
     monkeypatch.setenv("CNN_CACHE_DIR", str(tmp_path / "cache"))
     root = make_folder(tmp_path / "photos", {"dark": 10, "bright": 10, "stripes": 10})
     cfg = TrainConfig(model="efficientnet_lite0_pretrained", dataset=f"folder:{root}", epochs=2, batch_size=8,
                       lr=0.01, optimizer="adamw", input_size=64, extra={"finetune": "head"})
     lines: list[str] = []
-    summary = fit(cfg, name="ft", log=lines.append)
+    summary = train_run(cfg, name="ft", callbacks=[Hooks(log=lines.append)])
     assert sum("loaded ImageNet weights" in line for line in lines) == 1
     assert summary["test_accuracy"] >= 2 / 3  # 3 test photos; ImageNet features separate these at once
 
@@ -177,26 +179,26 @@ def test_fine_tuning_run_loads_weights_once_and_its_checkpoint_needs_no_weights(
     pred = Predictor.from_run("ft")
     assert pred.size == 64 and pred.mean == pytest.approx(list(pt.IMAGENET_MEAN_STD[0]))
     lines.clear()
-    fit(cfg, resume="ft", log=lines.append)  # a resume continues from last.pt, never from ImageNet again
+    train_run(cfg, resume="ft", callbacks=[Hooks(log=lines.append)])  # from last.pt, never from ImageNet again
     assert not any("loaded ImageNet" in line for line in lines)
 
 
 def test_cli_refuses_fine_tuning_flags_for_a_scratch_model():
-    from cnn_core.cli import main
+    from cnn_core.cli.main import main
 
     assert main(["train", "--model", "lenet5", "--dataset", "digits", "--finetune", "head"]) == 2
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not have_dataset("cifar10"), reason="CIFAR-10 not in CNN_DATA_DIR (CI has it in ../shared)")
 def test_fine_tuning_beats_training_from_scratch_on_a_small_cifar10_subset(runs):
     """The reason to start from ImageNet: on 1,000 CIFAR-10 images the pretrained backbone with a new head is far
     ahead of the same network from scratch after the same epochs (README: 61.7% against 29.0% at 10 epochs)."""
-    from cnn_core.train import fit
 
     common = dict(dataset="cifar10", train_subset=1000, val_fraction=0.02, batch_size=32, optimizer="adamw",
                   input_size=64, epochs=2, seed=0)
-    scratch = fit(TrainConfig(model="efficientnet_lite0", lr=3e-3, **common), name="scratch")
-    tuned = fit(TrainConfig(model="efficientnet_lite0_pretrained", lr=1e-2, extra={"finetune": "head"}, **common),
-                name="head")
+    scratch = train_run(TrainConfig(model="efficientnet_lite0", lr=3e-3, **common), name="scratch")
+    tuned = train_run(TrainConfig(model="efficientnet_lite0_pretrained", lr=1e-2, extra={"finetune": "head"},
+                                  **common), name="head")
     assert tuned["test_accuracy"] >= scratch["test_accuracy"] + 0.15, (tuned["test_accuracy"],
                                                                          scratch["test_accuracy"])

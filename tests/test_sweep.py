@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hooks_util import Hooks
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError, DataError
-from cnn_core.history import delete_run, rename_run
-from cnn_core.sweep import (
+from cnn_core.core.errors import CnnError, DataError
+from cnn_core.core.files import read_json, write_json
+from cnn_core.runs.rundir import RUN_NAME, RunDir, list_runs
+from cnn_core.workflows.history import delete_run, rename_run
+from cnn_core.workflows.sweep import (
     expand_grid,
     list_sweeps,
     read_sweep,
@@ -49,7 +51,7 @@ def test_runs_are_named_by_their_settings():
     combos = expand_grid({"lr": [0.1, 0.01]})
     assert run_names("s", combos) == ["s-lr0p1", "s-lr0p01"]
     long = run_names("x" * 60, combos)  # too long for a run name: numbered instead
-    assert long == ["x" * 58 + "-001", "x" * 58 + "-002"] and all(ck.RUN_NAME.match(n) for n in long)
+    assert long == ["x" * 58 + "-001", "x" * 58 + "-002"] and all(RUN_NAME.match(n) for n in long)
 
 
 def test_real_sweep_tables_every_run_and_resumes_after_a_stop(runs):
@@ -61,7 +63,8 @@ def test_real_sweep_tables_every_run_and_resumes_after_a_stop(runs):
     def on_epoch(row):
         stop["now"] = len(started) == 2 and row["epoch"] == 1  # stop the second run after its first epoch
 
-    first = run_sweep(GRID, BASE, on_run_start=on_start, on_epoch_end=on_epoch, should_stop=lambda: stop["now"])
+    first = run_sweep(GRID, BASE, on_run_start=on_start,
+                      callbacks=[Hooks(epoch=on_epoch, stop=lambda: stop["now"])])
     name = first["sweep"]
     assert first["state"] == "cancelled" and name.startswith("lenet5-digits-")
     assert [r["state"] for r in first["rows"]] == ["finished", "cancelled", "pending", "pending"]
@@ -73,26 +76,26 @@ def test_real_sweep_tables_every_run_and_resumes_after_a_stop(runs):
     started.clear()
     stop["now"] = False
     lines = []
-    res = run_sweep(GRID, BASE, on_run_start=on_start, log=lines.append)  # the same command again
+    res = run_sweep(GRID, BASE, on_run_start=on_start, callbacks=[Hooks(log=lines.append)])  # the same command again
     assert res["sweep"] == name and res["state"] == "finished"
     assert [s[0] for s in started] == [2, 3, 4]  # the finished run is skipped ...
     assert (runs / res["rows"][0]["run"] / "last.pt").stat().st_mtime_ns == finished_first
     assert any(l.startswith(f"[2/4] {name}-bs64-adam: resuming") for l in lines)  # ... the stopped one resumed
-    assert [r["epoch"] for r in ck.read_metrics(runs / res["rows"][1]["run"])] == [1, 2]
+    assert [r["epoch"] for r in RunDir(runs / res["rows"][1]["run"]).metrics()] == [1, 2]
 
     rows = res["rows"]
     assert Path(res["csv"]) == runs / "sweeps" / name / "sweep.csv"
     assert [{k: r[k] for k in ("batch_size", "optimizer")} for r in rows] == expand_grid(GRID)
     for r in rows:
-        st = ck.read_json(runs / r["run"] / "status.json")
+        st = read_json(runs / r["run"] / "status.json")
         assert r["state"] == "finished" and r["best_epoch"] in (1, 2)
         for k in ("best_epoch", "best_val_accuracy", "test_accuracy", "train_seconds", "images_per_second"):
             assert r[k] == st[k], k
-        assert ck.read_json(runs / r["run"] / "config.json")["batch_size"] == r["batch_size"]
+        assert read_json(runs / r["run"] / "config.json")["batch_size"] == r["batch_size"]
         assert (runs / r["run"] / "model_card.md").is_file()
     assert read_sweep(res["csv"]) == rows == read_sweep(name) == read_sweep(runs / "sweeps" / name)
     assert swept_keys(rows) == ["batch_size", "optimizer"]
-    assert sorted(r.name for r in ck.list_runs(runs)) == sorted(r["run"] for r in rows)  # sweeps/ is no run
+    assert sorted(r.name for r in list_runs(runs)) == sorted(r["run"] for r in rows)  # sweeps/ is no run
     assert list_sweeps(runs)[0] | {"created": 0} == {"name": name, "path": str(runs / "sweeps" / name), "runs": 4,
                                                     "done": 4, "grid": GRID, "created": 0}
     table = to_markdown(rows).splitlines()
@@ -114,7 +117,7 @@ def test_other_settings_under_a_sweeps_run_name_are_refused_before_training(runs
     grid = {"lr": [0.05, 0.01]}
     taken = runs / "mine-lr0p01"  # the second run's name, already used by a run with other settings
     taken.mkdir(parents=True)
-    ck.write_json(taken / "config.json", BASE.replace(lr=0.01, epochs=9).to_dict())
+    write_json(taken / "config.json", BASE.replace(lr=0.01, epochs=9).to_dict())
     with pytest.raises(CnnError, match="already exists with other settings \\(epochs\\)"):
         run_sweep(grid, BASE, name="mine")
     assert sorted(p.name for p in runs.iterdir()) == ["mine-lr0p01"]  # nothing trained, no sweep folder
@@ -147,7 +150,7 @@ def test_cli_sweep(tmp_path):
     assert [r["run"] for r in res["rows"]] == ["cli-lr0p05-sgd-aug", "cli-lr0p01-sgd-aug"]
     assert [r["lr"] for r in res["rows"]] == [0.05, 0.01] and all(r["augment"] is True for r in res["rows"])
     assert (tmp_path / "sweeps" / "cli" / "sweep.csv").is_file()
-    assert ck.read_json(tmp_path / "cli-lr0p01-sgd-aug" / "config.json")["max_batches"] == 2
+    assert read_json(tmp_path / "cli-lr0p01-sgd-aug" / "config.json")["max_batches"] == 2
     p = cli("sweep", "--model", "lenet5", "--dataset", "digits", "--lr", "0.05,0.01", "--optimizer", "sgd",
             "--augment", "on", "--epochs", "1", "--max-batches", "2", "--name", "cli", env=env)
     assert p.returncode == 0 and p.stdout.count("finished already") == 2 and "| cli-lr0p01-sgd-aug |" in p.stdout

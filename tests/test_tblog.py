@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from hooks_util import Hooks
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.errors import CnnError
-from cnn_core.tblog import TAGS, read_scalars
-from cnn_core.train import fit
+from cnn_core.core.errors import CnnError
+from cnn_core.runs.rundir import RunDir
+from cnn_core.training.tblog import TAGS, TensorBoard, read_scalars
+from cnn_core.workflows.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=64, lr=0.05, train_subset=200, seed=0)
@@ -19,13 +20,13 @@ TINY = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=64, lr
 
 def test_scalars_match_metrics_csv_and_resume_continues_them(runs):
     stop = {"now": False}
-    part = fit(TINY.replace(epochs=3), name="tb", tensorboard=True,
-               on_epoch_end=lambda row: stop.update(now=row["epoch"] == 2), should_stop=lambda: stop["now"])
+    part = train_run(TINY.replace(epochs=3), name="tb", callbacks=[
+        TensorBoard(), Hooks(epoch=lambda row: stop.update(now=row["epoch"] == 2), stop=lambda: stop["now"])])
     assert part["state"] == "cancelled"
-    fit(TrainConfig(), resume="tb", tensorboard=True)
+    train_run(TrainConfig(), resume="tb", callbacks=[TensorBoard()])
     assert len(list((runs / "tb").glob("events.out.tfevents.*"))) == 2  # one per process, both under the run
     scalars = read_scalars(runs / "tb")
-    rows = ck.read_metrics(runs / "tb")
+    rows = RunDir(runs / "tb").metrics()
     assert set(scalars) == set(TAGS.values())
     for column, tag in TAGS.items():
         assert [step for step, _ in scalars[tag]] == [1, 2, 3]
@@ -36,12 +37,12 @@ def test_missing_tensorboard_is_one_clear_error_before_any_folder(runs, monkeypa
     for mod in ("tensorboard", "torch.utils.tensorboard"):
         monkeypatch.setitem(sys.modules, mod, None)  # importing it now raises ImportError
     with pytest.raises(CnnError, match="pip install tensorboard"):
-        fit(TINY, name="no-tb", tensorboard=True)
+        train_run(TINY, name="no-tb", callbacks=[TensorBoard()])
     assert not (runs / "no-tb").exists()
 
 
 def test_training_without_the_flag_never_imports_tensorboard(tmp_path):
-    code = ("import sys; from cnn_core.cli import main; "
+    code = ("import sys; from cnn_core.cli.main import main; "
             "rc = main(['train', '--model', 'lenet5', '--dataset', 'digits', '--epochs', '1', '--max-batches', '2', "
             "'--name', 'plain', '--quiet']); "
             "assert rc == 0, rc; bad = [m for m in sys.modules if 'tensorboard' in m]; assert not bad, bad")

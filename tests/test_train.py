@@ -4,11 +4,14 @@ import json
 
 import pytest
 import torch
+from hooks_util import Hooks
 
-from cnn_core import checkpoints as ck
 from cnn_core.config import TrainConfig
-from cnn_core.inference import Predictor
-from cnn_core.train import Diverged, fit
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
+from cnn_core.runs.rundir import METRIC_FIELDS, RunDir
+from cnn_core.training.loop import Diverged
+from cnn_core.workflows.run import train_run
 
 
 def test_digits_run_learns_and_writes_its_files(digits_run):
@@ -17,9 +20,9 @@ def test_digits_run_learns_and_writes_its_files(digits_run):
     assert status["test_accuracy"] > 0.85  # chance is 0.10
     for f in ("config.json", "metrics.csv", "last.pt", "best.pt"):
         assert (digits_run / f).is_file()
-    rows = ck.read_metrics(digits_run)
+    rows = RunDir(digits_run).metrics()
     assert [r["epoch"] for r in rows] == list(range(1, 13))
-    assert set(ck.METRIC_FIELDS) <= set(rows[0])
+    assert set(METRIC_FIELDS) <= set(rows[0])
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     best = max(rows, key=lambda r: r["val_accuracy"])
     assert status["best_epoch"] == best["epoch"] and status["best_val_accuracy"] == pytest.approx(best["val_accuracy"])
@@ -27,15 +30,15 @@ def test_digits_run_learns_and_writes_its_files(digits_run):
 
 
 def test_checkpoint_describes_itself_and_round_trips_to_identical_logits(digits_run):
-    ckpt = ck.load_checkpoint(digits_run / "best.pt")
+    ckpt = load_checkpoint(digits_run / "best.pt")
     assert ckpt["model"]["name"] == "lenet5" and ckpt["classes"] == [str(i) for i in range(10)]
     assert ckpt["input"]["channels"] == 1 and len(ckpt["input"]["mean"]) == 1
     assert ckpt["config"]["dataset"] == "digits" and isinstance(ckpt["config"], dict)
-    model = ck.model_from_checkpoint(ckpt)
+    model = model_from_checkpoint(ckpt)
     x = torch.randn(5, 1, ckpt["input"]["size"], ckpt["input"]["size"])
-    again = ck.model_from_checkpoint(ck.load_checkpoint(digits_run / "best.pt"))
+    again = model_from_checkpoint(load_checkpoint(digits_run / "best.pt"))
     assert torch.equal(model(x), again(x))
-    last = ck.load_checkpoint(digits_run / "last.pt")
+    last = load_checkpoint(digits_run / "last.pt")
     assert last["optimizer"]["state"] and last["scheduler"]["last_epoch"] > 0 and last["epoch"] == 12
 
 
@@ -54,27 +57,27 @@ def test_predictor_uses_training_preprocessing(digits_run):
 
 
 def _weights(path):
-    return ck.load_checkpoint(path)["state_dict"]
+    return load_checkpoint(path)["state_dict"]
 
 
 def test_resume_continues_with_identical_state(runs):
     cfg = TrainConfig(model="simple_cnn", dataset="digits", epochs=4, batch_size=128, lr=0.01, optimizer="adam",
                       schedule="onecycle", augment=True, seed=1)
-    full = fit(cfg, name="full")
+    full = train_run(cfg, name="full")
     stop = {"now": False}
 
     def after_two(row):
         stop["now"] = row["epoch"] == 2
 
-    part = fit(cfg, name="part", on_epoch_end=after_two, should_stop=lambda: stop["now"])
+    part = train_run(cfg, name="part", callbacks=[Hooks(epoch=after_two, stop=lambda: stop["now"])])
     assert part["state"] == "cancelled"
-    assert ck.load_checkpoint(runs / "part" / "last.pt")["epoch"] == 2
-    resumed = fit(TrainConfig(), resume="part")
+    assert load_checkpoint(runs / "part" / "last.pt")["epoch"] == 2
+    resumed = train_run(TrainConfig(), resume="part")
     assert resumed["epochs_run"] == 4 and resumed["run"] == "part"
     a, b = _weights(runs / "full" / "last.pt"), _weights(runs / "part" / "last.pt")
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
-    assert [r["epoch"] for r in ck.read_metrics(runs / "part")] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in RunDir(runs / "part").metrics()] == [1, 2, 3, 4]
     assert resumed["test_accuracy"] == pytest.approx(full["test_accuracy"])
 
 
@@ -82,7 +85,7 @@ def test_divergence_stops_the_run_and_keeps_best(runs):
     cfg = TrainConfig(model="lenet5", dataset="digits", epochs=6, lr=10.0, momentum=0.9, schedule="none",
                       weight_decay=0.0, precision="fp32")
     with pytest.raises(Diverged, match="Lower the learning rate"):
-        fit(cfg, name="boom")
+        train_run(cfg, name="boom")
     status = json.loads((runs / "boom" / "status.json").read_text())
     assert status["state"] == "diverged" and "learning rate" in status["message"]
     if (runs / "boom" / "best.pt").exists():  # if an epoch finished first, its best.pt holds finite weights
@@ -91,17 +94,17 @@ def test_divergence_stops_the_run_and_keeps_best(runs):
 
 
 def test_bf16_and_fp32_agree_on_a_short_run(runs):
-    from cnn_core.engine import cpu_has_bf16, pick_precision
+    from cnn_core.engine.device import cpu_has_bf16, pick_precision
 
     if not cpu_has_bf16():  # no native bf16: auto must then choose plain fp32, which is all there is to check
         assert pick_precision("auto", torch.device("cpu")) is None
         return
     base = TrainConfig(model="simple_cnn", dataset="digits", epochs=3, batch_size=64, lr=0.003, optimizer="adam",
                        seed=2)
-    a = fit(base.replace(precision="fp32"), name="fp32")
-    b = fit(base.replace(precision="bf16"), name="bf16")
-    la = [r["train_loss"] for r in ck.read_metrics(runs / "fp32")]
-    lb = [r["train_loss"] for r in ck.read_metrics(runs / "bf16")]
+    a = train_run(base.replace(precision="fp32"), name="fp32")
+    b = train_run(base.replace(precision="bf16"), name="bf16")
+    la = [r["train_loss"] for r in RunDir(runs / "fp32").metrics()]
+    lb = [r["train_loss"] for r in RunDir(runs / "bf16").metrics()]
     assert all(abs(x - y) < 0.08 * max(x, 0.2) + 0.03 for x, y in zip(la, lb)), (la, lb)
     assert abs(a["test_accuracy"] - b["test_accuracy"]) < 0.04
     assert b["precision"] == "bfloat16" and a["precision"] == "fp32"
@@ -110,14 +113,14 @@ def test_bf16_and_fp32_agree_on_a_short_run(runs):
 def test_early_stopping_with_patience(runs):
     cfg = TrainConfig(model="lenet5", dataset="digits", epochs=30, lr=1e-5, optimizer="sgd", schedule="none",
                       patience=2, momentum=0.0)
-    s = fit(cfg, name="patient")
+    s = train_run(cfg, name="patient")
     assert s["state"] == "stopped_early" and s["epochs_run"] < 30
 
 
 def test_run_names_are_unique_not_overwritten(runs):
     cfg = TrainConfig(model="lenet5", dataset="digits", epochs=1, max_batches=2)
-    a = fit(cfg, name="same")
-    b = fit(cfg, name="same")
+    a = train_run(cfg, name="same")
+    b = train_run(cfg, name="same")
     assert a["run"] == "same" and b["run"] == "same-2"
 
 
@@ -126,7 +129,7 @@ def test_onecycle_keeps_the_momentum_given():
     --momentum and triple the effective step size while the learning rate anneals."""
     from torch import nn
 
-    from cnn_core.train import make_optimizer, make_scheduler
+    from cnn_core.training.optim import make_optimizer, make_scheduler
 
     cfg = TrainConfig(model="lenet5", dataset="digits", optimizer="sgd", lr=0.1, momentum=0.8, schedule="onecycle")
     opt = make_optimizer(cfg, nn.Linear(4, 2))
@@ -143,7 +146,7 @@ def test_onecycle_keeps_the_momentum_given():
 def test_fused_sgd_steps_match_the_per_tensor_ones_bit_for_bit():
     """make_optimizer uses the fused step; the README relies on it changing no result (FastNet's row)."""
     from cnn_core.models import build_model
-    from cnn_core.train import make_optimizer
+    from cnn_core.training.optim import make_optimizer
 
     cfg = TrainConfig(model="fastnet", dataset="cifar10", lr=0.75, momentum=0.85, weight_decay=1.3e-3)
     torch.manual_seed(0)

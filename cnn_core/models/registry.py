@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import CnnError
+from ..core.errors import CnnError
 
 Builder = Callable[..., nn.Module]
 
@@ -79,3 +79,18 @@ def build_model(name: str, num_classes: int = 10, in_channels: int = 3, input_si
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_table(num_classes: int = 10, in_channels: int = 3) -> list[dict[str, Any]]:
+    """Every registered model with its parameter count at its default input size, for choosing one. Built on
+    the meta device: no memory and no time."""
+    import torch
+
+    rows = []
+    for name in list_models():
+        spec = get_spec(name)
+        sizes = "/".join(map(str, spec.sizes)) if spec.sizes else f">={spec.min_size} (default {spec.default_size})"
+        with torch.device("meta"):
+            params = count_parameters(build_model(name, num_classes, in_channels, spec.default_size))
+        rows.append({"model": name, "params": params, "input_size": sizes, "description": spec.description})
+    return rows

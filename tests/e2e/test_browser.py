@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn_core import checkpoints as ck
-from cnn_core.inference import Predictor
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs.rundir import RunDir
 from scripts.appdriver import ARTIFACTS, fill_train_form, launch_chromium, serve, settle
 
 DESKTOP = {"width": 1280, "height": 900}
@@ -185,8 +185,8 @@ def job_state(pg, run: str, state: str = "", timeout: float = 60_000) -> str:
 
 
 def finished_intact(run_dir: Path, epochs: int) -> None:
-    assert ck.run_info(run_dir).state == "finished"
-    assert [int(r["epoch"]) for r in ck.read_metrics(run_dir)] == list(range(1, epochs + 1))
+    assert RunDir(run_dir).info().state == "finished"
+    assert [int(r["epoch"]) for r in RunDir(run_dir).metrics()] == list(range(1, epochs + 1))
     assert Predictor.from_run(run_dir).classes == [str(i) for i in range(10)]  # best.pt loads and builds
 
 

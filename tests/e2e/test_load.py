@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from cnn_core import checkpoints as ck
-from cnn_core.inference import Predictor
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.runs.rundir import RunDir
 from scripts.appdriver import ARTIFACTS, ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -42,8 +42,8 @@ def test_twenty_sessions_predict_while_a_job_trains(tmp_path):
     moved = (after["epoch"], after["batch"]) > (before["epoch"], before["batch"])
     assert after["state"] == "finished" or (after["state"] == "running" and moved), (before, after)
     run_dir = root / "loadtest-train"
-    assert ck.run_info(run_dir).state in ("cancelled", "finished")
+    assert RunDir(run_dir).info().state in ("cancelled", "finished")
     for which in ("best", "last"):
         assert Predictor.from_run(run_dir, which=which).classes == [str(i) for i in range(10)]
-    assert ck.read_metrics(run_dir), "no finished epoch in the job's metrics.csv"
+    assert RunDir(run_dir).metrics(), "no finished epoch in the job's metrics.csv"
     assert done.returncode == 0, done.stderr

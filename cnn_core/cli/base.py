@@ -1,0 +1,100 @@
+"""What every command shares: the registry of commands, a parser whose errors are one line, and the callbacks
+that make training talk to a terminal (lines, a tqdm progress bar, SIGTERM as "stop at the next batch")."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import CnnError
+from ..training.callbacks import Callback, FitState
+
+Run = Callable[[argparse.Namespace], int]
+AddArgs = Callable[[argparse.ArgumentParser], None]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_args: AddArgs
+    run: Run
+    description: str | None = None
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, add_args: AddArgs = lambda p: None, description: str | None = None
+            ) -> Callable[[Run], Run]:
+    """Register ``python -m cnn_core NAME``: ``add_args`` declares its flags, the function runs it."""
+    def wrap(fn: Run) -> Run:
+        if name in COMMANDS:
+            raise ValueError(f"command {name!r} is already registered")
+        COMMANDS[name] = Command(name, help, add_args, fn, description)
+        return fn
+    return wrap
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + line
+        raise CnnError(f"{message} (see: {self.prog} --help)")
+
+
+class Printer(Callback):
+    """Training's lines on stdout (none with ``quiet``)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def on_message(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.tqdm, self.bar = tqdm, None
+
+    def on_batch_end(self, state: FitState, batch: int, batches: int, loss: float) -> None:
+        if self.bar is None:
+            self.bar = self.tqdm(total=batches, desc=f"epoch {state.epoch}/{state.cfg.epochs}", leave=False,
+                                 disable=None, unit="batch", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(batch - self.bar.n)
+        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if batch == batches:
+            self.close()
+
+    def on_exception(self, state: FitState, outcome: str, message: str) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class StopOnSignal(Callback):
+    """SIGTERM (the app's Cancel) stops training at the next batch; last.pt keeps the last finished epoch."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stop = True
+
+    def should_stop(self) -> bool:
+        return self.stop
+
+
+def terminal_callbacks(quiet: bool) -> list[Callback]:
+    return [StopOnSignal(), Printer(quiet), ProgressBar()]

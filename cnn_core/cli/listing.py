@@ -1,0 +1,57 @@
+"""``models``, ``datasets`` and ``runs``: what there is to train with, and what has been trained."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..data import data_dir, dataset_table
+from ..models import model_table
+from ..runs.rundir import list_runs
+from .base import command
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+@command("models", "list registered models with parameter counts and input sizes", _json_flag)
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = model_table()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max(len(r["model"]) for r in rows) + 2
+    sizes = max(len(r["input_size"]) for r in rows) + 2
+    print(f"{'model':<{width}}{'params (10 classes)':>20}  {'input':<{sizes}}description")
+    for r in rows:
+        print(f"{r['model']:<{width}}{r['params']:>20,}  {r['input_size']:<{sizes}}{r['description']}")
+    return 0
+
+
+@command("datasets", "list datasets and whether they are present", _json_flag)
+def cmd_datasets(args: argparse.Namespace) -> int:
+    rows = dataset_table(args.data_dir)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"data dir: {data_dir(args.data_dir).resolve()}")
+    for r in rows:
+        print(f"{r['dataset']:<9} {'yes' if r['present'] else 'no ':<4} {r['description']}\n          {r['where']}")
+    print("folder:PATH  any folder of class subfolders (own photos), split 8:1:1 unless it has train/ and test/")
+    return 0
+
+
+@command("runs", "list runs with their state and accuracy", _json_flag)
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = list_runs(args.checkpoints)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], default=str))
+        return 0
+    width = max([len(r.name) for r in runs] + [3]) + 2
+    mw = max([len(r.model) for r in runs] + [5]) + 2
+    dw = max([len(r.dataset) for r in runs] + [7]) + 2
+    for r in runs:
+        acc = f"{r.test_accuracy:.4f}" if r.test_accuracy is not None else "-"
+        print(f"{r.name:<{width}}{r.model:<{mw}}{r.dataset:<{dw}}{r.state:<14}epochs {r.epochs_run:<5}test {acc}")
+    return 0

@@ -1,0 +1,54 @@
+"""``train``: a new run from flags (model defaults, then a preset, then the flags), or an existing one
+resumed (``--resume``) or started (``--prepared``: a run folder a job prepared)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..config.argv import add_train_options, explicit_options
+from ..core.errors import CnnError
+from ..engine import distributed
+from ..models import make_config
+from ..training.tblog import TensorBoard
+from ..workflows.run import train_run
+from .base import command, terminal_callbacks
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    add_train_options(p)
+    p.add_argument("--name", help="run name (letters, digits, - and _; default: model-dataset-date-time)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt, with its own options")
+    p.add_argument("--prepared", metavar="RUN", help="train RUN, whose folder holds its config.json and nothing "
+                   "trained yet (how the app's jobs start a run)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files into the run")
+
+
+@command("train", "train a model; checkpoints go to checkpoints/<run>/", add_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    explicit = explicit_options(args)
+    existing = args.resume or args.prepared
+    if args.resume and args.prepared:
+        raise CnnError("give --resume or --prepared, not both")
+    if existing and (explicit or args.name):
+        given = ", ".join("--" + k.replace("_", "-") for k in [*explicit, *(["name"] if args.name else [])])
+        raise CnnError(f"{given} cannot change run {existing}: it trains with its own saved options; train a new "
+                       "run to change them")
+    if not existing and not args.dataset and not args.preset:
+        raise CnnError("train needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
+    cfg = None if existing else make_config(**explicit)
+    callbacks = [*terminal_callbacks(args.quiet), *([TensorBoard()] if args.tensorboard else [])]
+    try:
+        summary = train_run(cfg, name=args.name, resume=args.resume, prepared=args.prepared, root=args.checkpoints,
+                            data_dir=args.data_dir, callbacks=callbacks)
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
+    if not distributed.is_main():
+        return 0  # rank 0 prints for the whole job
+    if args.json:
+        print(json.dumps(summary))
+    elif summary.get("state") == "cancelled":
+        print(f"stopped; resume with: python -m cnn_core train --resume {summary['run']}")
+    return 0

@@ -1,0 +1,74 @@
+"""Every environment variable and default path cnn_core reads, in one place (torch-free).
+
+| variable | meaning | default |
+|---|---|---|
+| CNN_CHECKPOINTS | the runs folder | ./checkpoints |
+| CNN_DATA_DIR | where datasets are found (and downloaded to) | ./data |
+| CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
+| CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
+| CNN_DEBUG | the CLI shows tracebacks of unexpected errors | off |
+| CNN_DDP_RECORD | a folder where each distributed rank records its shards (tests) | off |
+| WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE | set by torchrun | a single process |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def runs_root(explicit: str | os.PathLike | None = None) -> Path:
+    """--checkpoints, else $CNN_CHECKPOINTS, else ./checkpoints."""
+    return Path(explicit or os.environ.get("CNN_CHECKPOINTS") or "checkpoints")
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $CNN_DATA_DIR, else ./data."""
+    return Path(explicit or os.environ.get("CNN_DATA_DIR") or "data")
+
+
+def cache_dir() -> Path:
+    """$CNN_CACHE_DIR, else ~/.cache/cnn_core: decoded datasets (the data dir may be read-only)."""
+    return Path(os.environ.get("CNN_CACHE_DIR") or Path.home() / ".cache" / "cnn_core")
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def training_threads() -> int:
+    """$CNN_THREADS, else the usable cores shared among torchrun's processes on this machine."""
+    n = usable_cores() // local_world_size() or 1
+    return max(1, int(os.environ.get("CNN_THREADS", n)))
+
+
+def debug() -> bool:
+    return bool(os.environ.get("CNN_DEBUG"))
+
+
+def ddp_record_dir() -> Path | None:
+    record = os.environ.get("CNN_DDP_RECORD")
+    return Path(record) if record else None
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
+def child_env(runs: Path, package_parent: Path) -> dict[str, str]:
+    """The environment of a training subprocess: ours, with its runs folder and this package importable."""
+    path = os.pathsep.join(filter(None, [str(package_parent), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, CNN_CHECKPOINTS=str(runs), PYTHONPATH=path)

@@ -1,0 +1,454 @@
+"""Background training jobs for the app: each job is one ``python -m cnn_core train`` (or ``sweep``) subprocess.
+
+A subprocess rather than a thread, so that a crash or a memory blow-up in training never takes the web server
+down, the GIL never slows the pages, and Cancel is a plain SIGTERM (the CLI stops at the next batch, marks the
+run cancelled and keeps last.pt).
+
+The protocol is the run folder, never the process's output: the manager makes the run folder and writes its
+config.json (state "queued"), then starts ``train --prepared RUN`` on it; the training process writes status.json,
+progress.json and metrics.csv, and the job's outcome is what status.json says when the process ends. Only a
+process that died before it could say anything is described by the manager (with its last stderr line). A
+sweep works alike through its folder's sweep.json and status.json (``sweep --continue NAME``).
+
+One job per device at a time: later requests wait in a first-in-first-out queue (at most ``QUEUE_LIMIT`` per
+device; beyond that they are refused). The manager is process-wide, shared by every browser session, so every
+student sees the same running job and queue. A sweep is one job that trains its runs one after another, in
+the same queue as single runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config.train_config import TrainConfig
+from ..core import settings
+from ..core.errors import CnnError
+from ..engine.device import pick_device
+from ..engine.distributed import launch_command, per_rank_batch
+from ..models.registry import get_spec
+from ..runs.rundir import ACTIVE, FINISHED, RunDir, runs_root
+from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_dir, sweep_status
+
+QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
+
+
+def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
+                   root: str | os.PathLike | None = None) -> SweepPlan:
+    """What submit_sweep would queue (name, run names), checked; raises its refusal without queueing."""
+    get_spec(base.model)  # a typo is refused here, not in a subprocess minutes later
+    return plan_sweep(grid, base.replace(**{k: v[0] for k, v in grid.items() if v}), name, root)
+
+
+@dataclass
+class Job:
+    """One training request. ``state`` follows the run: queued, running, then finished, stopped_early,
+    cancelled, diverged or failed. For a sweep (``kind == "sweep"``), ``run`` is the sweep's name, ``runs`` its
+    run names in training order, and the state is the sweep's: finished (whatever each run did) or cancelled."""
+
+    id: str
+    run: str
+    root: Path
+    device: str
+    args: list[str]
+    epochs: int
+    start_epoch: int = 1  # a resumed run continues here
+    state: str = "queued"
+    message: str = ""
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    returncode: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    kind: str = "train"
+    runs: list[str] = field(default_factory=list)  # a sweep's runs; [run] for a training job
+    nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
+    argv: list[str] = field(default_factory=list)  # the command line, once started
+    stderr_tail: list[str] = field(default_factory=list)  # a failed process's last words, for diagnosis
+    _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _cancelled: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.runs = self.runs or [self.run]
+
+    @property
+    def run_dir(self) -> RunDir:
+        """The run training now: a sweep's current run, else (between a sweep's runs) its sweep folder, which
+        holds no run files."""
+        if self.kind != "sweep":
+            return RunDir(self.root / self.run)
+        current = self.current_run()
+        return RunDir(self.root / current) if current else RunDir(sweep_dir(self.run, self.root))
+
+    def current_run(self) -> str | None:
+        """The run this job's process is training (or was, when it died); None for a sweep between runs."""
+        if self.kind != "sweep":
+            return self.run
+        if self.pid is None:
+            return None
+        for name in self.runs:
+            st = RunDir(self.root / name).status()
+            if st.get("state") == "running" and st.get("pid") == self.pid:
+                return name
+        return None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def progress(self) -> dict[str, Any]:
+        """The latest progress.json (epoch, epochs, batch, batches, loss, elapsed); {} before the first batch.
+        A sweep's adds ``run``, ``index`` (from 1) and ``total``: which of its runs is training."""
+        if self.state != "running":
+            return {}
+        if self.kind != "sweep":
+            return self.run_dir.progress()
+        current = self.current_run()
+        if current is None:
+            return {}
+        return {**RunDir(self.root / current).progress(), "run": current, "index": self.runs.index(current) + 1,
+                "total": len(self.runs)}
+
+    def status(self) -> dict[str, Any]:
+        return self.run_dir.status()
+
+    def metrics(self) -> list[dict[str, float]]:
+        return self.run_dir.metrics()
+
+    def fraction_done(self) -> float:
+        """Share of this job's epochs done, counting the current epoch's batches."""
+        if self.state != "running":
+            return 1.0 if self.state in FINISHED else 0.0
+        p = self.progress()
+        if self.kind == "sweep":
+            if not p:
+                return 0.0
+            epochs = max(1, int(p.get("epochs", self.epochs)))
+            within = (int(p.get("epoch", 1)) - 1 + int(p.get("batch", 0)) / max(1, int(p.get("batches", 1)))) / epochs
+            return min(1.0, max(0.0, (p["index"] - 1 + within) / p["total"]))
+        if not p:
+            return 0.0
+        todo = max(1, self.epochs - self.start_epoch + 1)
+        done = (int(p.get("epoch", self.start_epoch)) - self.start_epoch
+                + int(p.get("batch", 0)) / max(1, int(p.get("batches", 1))))
+        return min(1.0, max(0.0, done / todo))
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left, from the time this process has trained so far; None until there is something to go by."""
+        p = self.progress()
+        f = self.fraction_done()
+        if not p or f <= 0.01:
+            return None
+        # a sweep's runs each start their own clock: go by the whole job's time
+        elapsed = time.time() - (self.started or time.time()) if self.kind == "sweep" else float(p.get("elapsed", 0.0))
+        return elapsed * (1 - f) / f
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "run": self.run, "device": self.device, "state": self.state, "message": self.message,
+                "epochs": self.epochs, "submitted": self.submitted, "started": self.started, "ended": self.ended,
+                "resume": self.resume, "kind": self.kind, "runs": list(self.runs)}
+
+
+class JobManager:
+    """Starts, queues, watches and cancels training subprocesses; thread-safe."""
+
+    def __init__(self, command: list[str] | None = None, queue_limit: int = QUEUE_LIMIT,
+                 keep_finished: int = 20) -> None:
+        self.command = command or [sys.executable, "-m", "cnn_core"]
+        self.queue_limit = queue_limit
+        self.keep_finished = keep_finished
+        self._lock = threading.RLock()
+        self._jobs: dict[str, Job] = {}
+        self._queues: dict[str, deque[str]] = {}
+        self._running: dict[str, str] = {}  # device -> job id
+        self._ids = itertools.count(1)
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------------------------------------- requests
+
+    def submit(self, cfg: TrainConfig, name: str | None = None, root: str | os.PathLike | None = None,
+               nproc: int = 1) -> Job:
+        """Start ``cfg`` now if its device is free, else queue it. Its run folder is made at once (config.json,
+        state "queued"), which reserves the name. With ``nproc`` > 1 the job runs under torchrun, one process
+        per GPU (``distributed.launch_command``)."""
+        get_spec(cfg.model)  # a typo is refused here, not in a subprocess minutes later
+        _check_nproc(nproc, cfg.batch_size)
+        device = str(pick_device(cfg.device))
+        root_path = runs_root(root).resolve()
+        with self._lock:
+            self._check_room(device)
+            run = RunDir.create(root_path, name, cfg.model, cfg.dataset)
+            run.write_config(cfg.to_dict())
+            run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}")
+            job = Job(f"job-{next(self._ids)}", run.name, root_path, device, ["train", "--prepared", run.name],
+                      cfg.epochs, nproc=nproc)
+            return self._enqueue(job)
+
+    def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
+                     root: str | os.PathLike | None = None) -> Job:
+        """Queue a sweep like a training job. Every combination and every existing run is checked here, so a
+        bad grid is refused now with the sweep's own message; then the sweep's folder is written
+        (sweep.json) and ``sweep --continue NAME`` trains it."""
+        root_path = runs_root(root).resolve()
+        plan = plan_sweep_job(grid, base, name, root_path)
+        device = str(pick_device(base.device))
+        with self._lock:
+            if any(j.kind == "sweep" and j.run == plan.name and j.root == root_path and j.active
+                   for j in self._jobs.values()):
+                raise CnnError(f"sweep {plan.name} is already running or waiting in the queue")
+            busy = sorted(set(plan.runs) & self.active_runs(root_path))
+            if busy:
+                raise CnnError(f"run {busy[0]} of this sweep is already running or waiting in the queue")
+            self._check_room(device)
+            open_sweep(plan, root_path)
+            job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", "--continue", plan.name],
+                      base.epochs, kind="sweep", runs=plan.runs)
+            return self._enqueue(job)
+
+    def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1) -> Job:
+        """Continue a stopped run from its last.pt with its own saved options (with any number of processes)."""
+        run_dir = RunDir.resolve(run, runs_root(root).resolve())
+        saved = run_dir.config()
+        if not saved:
+            raise CnnError(f"run {run_dir.name} has no readable config.json; it cannot be resumed")
+        cfg = TrainConfig.from_dict(saved)
+        _check_nproc(nproc, cfg.batch_size)
+        info = run_dir.info()
+        if info.state == "running":
+            raise CnnError(f"run {run_dir.name} is still running")
+        if info.state in FINISHED:
+            raise CnnError(f"run {run_dir.name} has already finished its {cfg.epochs} epochs; train a new run "
+                           "with more epochs instead")
+        device = str(pick_device(cfg.device))
+        with self._lock:
+            if run_dir.name in self.active_runs(run_dir.root):
+                raise CnnError(f"run {run_dir.name} is already running or waiting in the queue")
+            self._check_room(device)
+            job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.root.resolve(), device,
+                      ["train", "--resume", run_dir.name], cfg.epochs, start_epoch=info.epochs_run + 1,
+                      resume=True, nproc=nproc)
+            return self._enqueue(job)
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job leaves the queue; a running one gets SIGTERM and stops at its next batch. Asked a
+        second time (a process stuck before its first batch), it is killed; last.pt is kept either way."""
+        with self._lock:
+            job = self._get(job_id)
+            if job.state == "queued":
+                self._queues[job.device].remove(job.id)
+                job.state, job.message, job.ended = "cancelled", "cancelled before it started", time.time()
+                if job.kind == "train" and not job.resume:
+                    job.run_dir.discard_unstarted()  # nothing trained: no run folder left behind
+            elif job.state == "running" and job._proc is not None:
+                sig = signal.SIGKILL if job._cancelled else signal.SIGTERM
+                job._cancelled = True
+                job.message = "stopping at the next batch" if sig == signal.SIGTERM else "stopping now"
+                try:  # SIGTERM to torchrun reaches its workers; SIGKILL would not, so it goes to the whole session
+                    if sig == signal.SIGKILL:
+                        os.killpg(job._proc.pid, sig)
+                    else:
+                        job._proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+            return job
+
+    # ---------------------------------------------------------------------------------------------- reading
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job this server knows of, newest first."""
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.submitted, reverse=True)
+
+    def running(self, device: str | None = None) -> list[Job]:
+        with self._lock:
+            return [self._jobs[i] for d, i in self._running.items() if device is None or d == device]
+
+    def queued(self, device: str | None = None) -> list[Job]:
+        """Waiting jobs in the order they will start."""
+        with self._lock:
+            return [self._jobs[i] for d, q in self._queues.items() if device is None or d == device for i in q]
+
+    def active_runs(self, root: str | os.PathLike | None = None) -> set[str]:
+        """Names of the runs in ``root`` that a running or queued job trains or will train (a sweep: all)."""
+        root_path = runs_root(root).resolve()
+        with self._lock:
+            return {r for j in self._jobs.values() if j.active and j.root == root_path for r in j.runs}
+
+    def position(self, job_id: str) -> int:
+        """1 for the next job to start on its device; 0 when not queued."""
+        with self._lock:
+            job = self._get(job_id)
+            q = self._queues.get(job.device, deque())
+            return q.index(job.id) + 1 if job.id in q else 0
+
+    def wait(self, job_id: str, timeout: float = 600) -> Job:
+        """Block until the job has ended (tests, scripts)."""
+        deadline = time.monotonic() + timeout
+        job = self._get(job_id)
+        while job.active:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job.id} ({job.run}) still {job.state} after {timeout:g}s")
+            time.sleep(0.05)
+        return job
+
+    def shutdown(self, wait: float = 0.0) -> None:
+        """Empty the queues and SIGTERM the running jobs (they keep last.pt and can be resumed)."""
+        with self._lock:
+            for job in self.queued():
+                self.cancel(job.id)
+            running = self.running()
+            for job in running:
+                if not job._cancelled:
+                    self.cancel(job.id)
+        deadline = time.monotonic() + wait
+        for job in running:
+            while job.active and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+    def command_line(self, job: Job) -> list[str]:
+        """The job's process: ``python -m cnn_core train ...`` (``command`` replaces the first part), or with
+        ``nproc`` > 1 the torchrun form of the same train flags."""
+        tail = [*job.args, "--quiet"]
+        if job.nproc == 1:
+            return [*self.command, *tail]
+        return launch_command(tail[1:], job.nproc)
+
+    # ------------------------------------------------------------------------------------------- internals
+
+    def _get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise CnnError(f"no job {job_id!r}")
+        return job
+
+    def _check_room(self, device: str) -> None:
+        """Refuse a request the device's queue has no room for, before anything is written for it."""
+        q = self._queues.get(device, deque())
+        if device in self._running and len(q) >= self.queue_limit:
+            busy = self._jobs[self._running[device]]
+            raise CnnError(f"{device} is busy with {busy.run} and {len(q)} more runs are waiting; try again "
+                           "when one has finished (or cancel one)")
+
+    def _enqueue(self, job: Job) -> Job:
+        self._jobs[job.id] = job
+        self._forget_old()
+        self._queues.setdefault(job.device, deque()).append(job.id)
+        self._start_next(job.device)
+        return job
+
+    def _forget_old(self) -> None:
+        ended = [j for j in sorted(self._jobs.values(), key=lambda j: j.submitted) if not j.active]
+        for j in ended[:max(0, len(ended) - self.keep_finished)]:
+            del self._jobs[j.id]
+
+    def _start_next(self, device: str) -> None:
+        q = self._queues.get(device)
+        while q and device not in self._running:
+            job = self._jobs[q.popleft()]
+            root = job.root
+            env = settings.child_env(root, Path(__file__).resolve().parents[2])
+            root.mkdir(parents=True, exist_ok=True)
+            try:
+                job.argv = self.command_line(job)
+                job._proc = subprocess.Popen(job.argv, env=env,
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                                             start_new_session=True)
+            except OSError as e:
+                job.state, job.message, job.ended = "failed", f"could not start training: {e}", time.time()
+                if job.kind == "train" and not job.resume:
+                    job.run_dir.discard_unstarted()
+                continue
+            job.state, job.started, job.message = "running", time.time(), ""
+            self._running[device] = job.id
+            t = threading.Thread(target=self._watch, args=(job,), name=f"watch-{job.id}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _watch(self, job: Job) -> None:
+        assert job._proc is not None
+        _, err = job._proc.communicate()
+        with self._lock:
+            self._finish(job, job._proc.returncode, err)
+            self._running.pop(job.device, None)
+            self._start_next(job.device)
+
+    def _finish(self, job: Job, rc: int, err: str) -> None:
+        """Settle the job's final state from its folder: the run's status.json (a sweep's, its status.json and
+        table). Only a process that ended without saying anything there is described here, from its exit
+        code and last stderr line. The state changes last, after the folder agrees: a caller waiting on
+        ``job.active`` then finds both done."""
+        said = [ln.strip() for ln in (err or "").splitlines() if ln.strip().strip("=-")]
+        # the CLI's own one-line error (from any torchrun rank) over torchrun's report and its ==== rules
+        mine = [ln for ln in said if ln.lower().startswith("error: ")]
+        last = (mine or said)[-1][len("error: ") if mine else 0:] if said else ""
+        how = f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
+        if rc != 0:
+            job.stderr_tail = said[-25:]
+        if job.kind == "sweep":
+            st = sweep_status(job.run, job.root)
+            state = str(st.get("state") or "")
+            if state not in ("finished", "cancelled"):
+                state = "cancelled" if job._cancelled else "failed"
+                message = ("cancelled; start the same sweep again to continue" if job._cancelled else
+                           last or f"the sweep process ended without a message ({how})")
+            else:
+                message = str(st.get("message") or "")
+            summary = {**st, "rows": read_sweep(job.run, job.root)}
+        else:
+            run = job.run_dir
+            status = run.status()
+            state = str(status.get("state") or "")
+            if state in ACTIVE or not state:  # the process could not say it itself (killed, crashed): say it
+                if job._cancelled:  # SIGTERM before the CLI set its handler (still importing): it simply ended
+                    state, message = "cancelled", "cancelled; resume it to continue from last.pt"
+                else:
+                    state, message = "failed", last or f"the training process ended without a message ({how})"
+                run.final_status(state=state, message=message, pid=None)
+            else:
+                message = str(status.get("message") or "") if state not in FINISHED else ""
+            summary = run.status()
+            if state not in FINISHED and not job.resume:
+                run.discard_unstarted()  # it ended before its first epoch: the job keeps the message, no folder
+        job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message
+        job.state = state
+
+
+def _check_nproc(nproc: int, batch_size: int) -> None:
+    """A process count that cannot run is refused at once, not by torchrun minutes later."""
+    if nproc != 1:
+        launch_command([], nproc)  # a whole number >= 1
+        per_rank_batch(batch_size, nproc)  # the global batch must split evenly
+
+
+_MANAGER: JobManager | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def manager() -> JobManager:
+    """The process-wide manager every app session shares."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = JobManager()
+            atexit.register(_MANAGER.shutdown)  # server stops: runs stop at a batch, resumable later
+        return _MANAGER

@@ -1,0 +1,1 @@
+"""Layer 4: optimisers, the training loop, fit and its callbacks, and the time estimate."""

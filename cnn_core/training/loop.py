@@ -1,0 +1,285 @@
+"""Training as plain functions: ``fit(cfg, callbacks=[...])`` wires ``train_one_epoch`` and the validation pass,
+and tells its callbacks what happens. The loop knows nothing about files, reports or screens: the run folder's
+files are callbacks too (``callbacks.run_files``), so the same code runs from the CLI, the app's jobs and a GPU
+server, and never imports a UI."""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config.train_config import TrainConfig
+from ..core.errors import CnnError
+from ..engine import distributed
+from ..engine.batches import Batches
+from ..engine.device import autocast, device_name, pick_device, pick_precision, set_threads
+from ..engine.forward import evaluate, predict_logits
+from ..engine.prepared import eval_batches, prepare_data
+from ..models.registry import build_model, count_parameters, get_spec
+from ..runs.rundir import RunDir
+from .callbacks import Callback, FitState, run_files
+from .optim import make_optimizer, make_scheduler
+
+
+class Diverged(CnnError):
+    """The loss became NaN or infinite. ``advice``: what to change (default: the learning rate)."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.advice = advice
+
+
+class Cancelled(Exception):
+    """A callback's should_stop() said so; the last checkpoint is kept."""
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    images: int
+    seconds: float
+
+
+def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+                    amp: torch.dtype | None = None, label_smoothing: float = 0.0,
+                    scaler: torch.amp.GradScaler | None = None,
+                    should_stop: Callable[[], bool] | None = None,
+                    on_batch: Callable[[int, int, float], None] | None = None) -> EpochResult:
+    model.train()
+    start = time.perf_counter()
+    loss_sum, correct, seen = 0.0, 0, 0
+    n = len(batches)
+    for i, (x, y) in enumerate(batches):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        with autocast(device, amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+        lv = loss.item()
+        if not math.isfinite(lv):
+            if not bool(torch.isfinite(x).all()):  # not the optimiser's fault: no learning rate fixes this
+                raise Diverged(f"the input images held NaN or infinite values at batch {i + 1}",
+                               advice="Check the dataset and its normalisation (a zero standard deviation?)")
+            raise Diverged(f"loss became {lv} at batch {i + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        loss_sum += lv * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        if on_batch is not None:
+            on_batch(i + 1, n, loss_sum / seen)
+    seconds = time.perf_counter() - start
+    return EpochResult(loss_sum / max(seen, 1), correct / max(seen, 1), seen, seconds)
+
+
+# ----------------------------------------------------------------------------------------------------- fit
+
+def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str | os.PathLike | None = None,
+        prepared: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+        data_dir: str | os.PathLike | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+    """Train ``cfg`` into a new run folder and return the summary. Or, instead of ``cfg``: ``resume`` a run from
+    its last.pt, or train a ``prepared`` run, whose folder a job made (config.json written, nothing trained yet).
+
+    ``callbacks`` hear every hook on the main process, after the run folder's own (run_files); any of them
+    may stop the run (``should_stop``), asked on every process."""
+    set_threads()
+    ddp = distributed.setup()  # started by torchrun: join its process group; otherwise a single process
+    run, cfg = ddp.from_main(_open_run, cfg, name, resume or prepared, root)
+    hooks = [*run_files(), *callbacks] if ddp.is_main else []  # rank 0 keeps the files and reports
+    state = FitState(cfg, run, data_dir)
+    state.say = lambda text: [c.on_message(text) for c in hooks]
+    should_stop = ddp.agree(lambda: any(c.should_stop() for c in callbacks))
+
+    def emit(hook: str, *args: Any) -> None:
+        for c in hooks:
+            getattr(c, hook)(state, *args)
+
+    try:
+        with ddp.peer_failures():  # a distributed job whose other process died: say so in one line
+            return _fit(state, bool(resume), emit, should_stop, ddp)
+    except Diverged as e:
+        kept = "best.pt is kept" if run.has("best") else "no epoch finished, so nothing was saved"
+        advice = e.advice or (f"Lower the learning rate (it was {cfg.lr:g}) or use a schedule with warm-up "
+                              "(onecycle)")
+        msg = f"diverged: {e}; {kept}. {advice}"
+        emit("on_exception", "diverged", msg)
+        raise Diverged(msg, e.advice) from None
+    except Cancelled:
+        emit("on_exception", "cancelled", "cancelled; resume it to continue from last.pt")
+        return {"run": run.name, "run_dir": str(run.path), "state": "cancelled", **run.status()}
+    except torch.cuda.OutOfMemoryError:
+        pass  # reported below, outside this block: the error must not keep the failed step's tensors alive
+    except CnnError as e:
+        emit("on_exception", "failed", str(e))
+        raise
+    except BaseException as e:
+        emit("on_exception", "failed", f"{type(e).__name__}: {e}"[:300])
+        raise
+    state.release()  # this frame outlives the error (its traceback): it must not keep the failed run's tensors
+    gc.collect()  # the model, optimizer and batches of the failed run are unreachable now; hand memory back
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    msg = (f"the GPU ran out of memory at batch size {cfg.batch_size}; try a smaller batch size "
+           f"(e.g. {max(1, cfg.batch_size // 2)})")
+    emit("on_exception", "failed", msg)
+    raise CnnError(msg)
+
+
+def _open_run(cfg: TrainConfig | None, name: str | None, existing: str | os.PathLike | None,
+              root: str | os.PathLike | None) -> tuple[RunDir, TrainConfig]:
+    """The run folder (new, or an existing one to resume or train) and its config; under torchrun rank 0 does
+    this. A new folder is made only after the config's model and batch size have been checked."""
+    if existing:
+        run = RunDir.resolve(existing, root)
+        saved = run.config()
+        if not saved:
+            raise CnnError(f"run {run.name} has no readable config.json; it cannot be resumed")
+        cfg = TrainConfig.from_dict(saved)
+        distributed.per_rank_batch(cfg.batch_size)
+        return run, cfg
+    if cfg is None:
+        raise CnnError("fit needs a config, or a run to resume")
+    get_spec(cfg.model)  # a typo fails before a folder is made
+    distributed.per_rank_batch(cfg.batch_size)  # and so does a batch N processes cannot split evenly
+    run = RunDir.create(root, name, cfg.model, cfg.dataset)
+    run.write_config(cfg.to_dict())
+    return run, cfg
+
+
+def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
+         ddp: distributed.Dist) -> dict[str, Any]:
+    cfg, run, say = state.cfg, state.run, state.say
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = pick_device(cfg.device)
+    amp = pick_precision(cfg.precision, device)
+    state.device = device_name(device)
+    emit("on_setup")
+    t_data = time.perf_counter()
+    with ddp.local_main_first():  # one process per machine builds a missing dataset cache
+        prep = prepare_data(cfg, state.data_dir, device, run.file(RunDir.SPLIT))
+    state.prep, state.data_seconds = prep, time.perf_counter() - t_data
+    for note in prep.dataset.notes:
+        say(note)
+    resuming = resuming and ddp.from_main(run.has, "last")
+    model = build_model(cfg.model, len(prep.classes), prep.channels, prep.size, **cfg.extra)
+    if hasattr(model, "load_pretrained") and not resuming:
+        say(model.load_pretrained())  # ImageNet weights; a resumed run continues from its own last.pt instead
+    model = ddp.sync_batchnorm(model.to(device, memory_format=torch.channels_last), device)
+    train_b = Batches(prep.x_train, prep.y_train, cfg.batch_size, prep.normalize(), shuffle=True,
+                      augment=prep.augment if cfg.augment else None, seed=cfg.seed, max_batches=cfg.max_batches,
+                      drop_single=True)
+    ddp.shard_train(train_b)  # --batch-size is global: each rank takes its share of every step
+    val_b = eval_batches(prep, "val")
+    if cfg.max_batches:
+        val_b.max_batches = cfg.max_batches
+    optimizer = make_optimizer(cfg, model)
+    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(train_b))
+    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
+    state.model, state.optimizer, state.scheduler = model, optimizer, scheduler
+
+    if resuming:
+        _restore(state, ddp.from_main(run.load, "last"), ddp.from_main(run.metrics))
+        say(f"resuming {run.name} at epoch {state.start_epoch}")
+    elif hasattr(model, "init_from_data"):
+        model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
+
+    net = ddp.wrap(model, device)  # DDP for training; ``model`` itself is what is evaluated and saved
+    params = count_parameters(model)
+    say(f"run {run.name}: {cfg.model} ({params:,} params) on {cfg.dataset} "
+        f"({len(prep.y_train)} train / {len(prep.y_val)} val / {len(prep.y_test)} test, {prep.size}x{prep.size}), "
+        f"{state.device}{', ' + str(amp).replace('torch.', '') + ' autocast' if amp else ''}")
+    if ddp.world > 1:
+        say(f"data-parallel over {ddp.world} processes: {train_b.batch_size} images each per step "
+            f"(global batch {cfg.batch_size})")
+    emit("on_fit_start")
+    stale, outcome = 0, "finished"
+    for epoch in range(state.start_epoch, cfg.epochs + 1):
+        state.epoch = epoch
+        train_b.set_epoch(epoch)
+        ddp.start_epoch(train_b, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        r = train_one_epoch(net, train_b, optimizer, scheduler, device, amp, cfg.label_smoothing, scaler,
+                            should_stop, lambda i, n, loss: emit("on_batch_end", i, n, loss))
+        r = ddp.reduce_epoch(r)
+        val_loss, val_acc = ddp.evaluate(evaluate, model, val_b, device, amp, cfg.tta)
+        if not math.isfinite(val_loss):
+            raise Diverged(f"validation loss became {val_loss} in epoch {epoch}")
+        row = {"epoch": epoch, "train_loss": round(r.loss, 5), "train_accuracy": round(r.accuracy, 5),
+               "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5), "lr": lr,
+               "epoch_seconds": round(r.seconds, 3), "images_per_second": round(r.images / max(r.seconds, 1e-9), 1)}
+        state.history.append(row)
+        state.improved = val_acc > state.best
+        if state.improved:
+            state.best, state.best_epoch, stale = val_acc, epoch, 0
+        else:
+            stale += 1
+        emit("on_epoch_end", row)
+        say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss {val_loss:.4f} "
+            f"acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")
+        if cfg.patience and stale >= cfg.patience:
+            outcome = "stopped_early"
+            say(f"no better validation accuracy for {cfg.patience} epochs: stopping early")
+            break
+
+    test_acc = _test_best(state, device, amp, ddp)
+    history = state.history
+    train_seconds = sum(r["epoch_seconds"] for r in history)  # resumed runs count their earlier epochs too
+    images = sum(r["images_per_second"] * r["epoch_seconds"] for r in history)
+    state.summary = {"run": run.name, "run_dir": str(run.path), "state": outcome, "model": cfg.model,
+                     "dataset": cfg.dataset, "epochs_run": len(history), "best_epoch": state.best_epoch,
+                     "best_val_accuracy": round(state.best, 5), "test_accuracy": round(test_acc, 5),
+                     "train_seconds": round(train_seconds, 2), "data_seconds": round(state.data_seconds, 2),
+                     "images_per_second": round(images / max(train_seconds, 1e-9), 1),
+                     "params": params, "device": state.device,
+                     "precision": str(amp).replace("torch.", "") if amp else "fp32"}
+    emit("on_fit_end")
+    say(f"best val acc {state.best:.4f} (epoch {state.best_epoch}); test acc {test_acc:.4f}; "
+        f"{train_seconds:.1f}s training")
+    return state.summary
+
+
+def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, float]]) -> None:
+    """Continue where last.pt left off: weights, optimizer, schedule, random state, history, best so far."""
+    state.model.load_state_dict(last["state_dict"])
+    state.optimizer.load_state_dict(last["optimizer"])
+    state.scheduler.load_state_dict(last["scheduler"])
+    if isinstance(last.get("rng"), torch.Tensor):
+        torch.set_rng_state(last["rng"])
+    state.start_epoch, state.best = int(last["epoch"]) + 1, float(last["best_val_accuracy"])
+    state.history = [r for r in metrics if int(r["epoch"]) <= int(last["epoch"])]
+    state.best_epoch = max(state.history, key=lambda r: r["val_accuracy"])["epoch"] if state.history else 0
+
+
+def _test_best(state: FitState, device: torch.device, amp: torch.dtype | None, ddp: distributed.Dist) -> float:
+    """The best model by validation accuracy, on the test split it has never seen. In a single process its
+    logits are kept in ``state`` for the callbacks (a report, a model card)."""
+    cfg, model = state.cfg, state.model
+    model.load_state_dict(ddp.from_main(state.run.load, "best")["state_dict"])
+    test_b = eval_batches(state.prep, "test")
+    if cfg.max_batches:
+        test_b.max_batches = cfg.max_batches
+    if ddp.world > 1:
+        return ddp.evaluate(evaluate, model, test_b, device, amp, cfg.tta)[1]
+    logits, y = predict_logits(model, test_b, device, amp, cfg.tta)
+    state.test_logits, state.test_labels = logits, y
+    return float((logits.argmax(1) == y).float().mean()) if len(y) else 0.0

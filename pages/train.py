@@ -1,0 +1,326 @@
+"""Train: build a TrainConfig from widgets, start it as a background job, and watch it learn.
+
+The job is a subprocess owned by the process-wide cnn_core.jobs manager, so switching pages, reloading or
+closing the tab does not stop it; this page only reads its run folder (polled by a fragment).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from cnn_core.config import PRESETS, TrainConfig
+from cnn_core.config.train_config import FIELDS
+from cnn_core.core.errors import CnnError
+from cnn_core.data import data_dir, dataset_info, list_datasets
+from cnn_core.data.uploads import import_zip
+from cnn_core.engine import distributed
+from cnn_core.engine.device import device_name, pick_device
+from cnn_core.imaging.loader import MAX_BYTES
+from cnn_core.jobs import manager as jobs
+from cnn_core.models import get_spec, list_models, make_config
+from cnn_core.runs.rundir import FINISHED, RESUMABLE, list_runs
+from cnn_core.training.estimate import Estimate, estimate_epoch
+from pages import ui
+
+ui.require_router(__file__)  # before anything else: see ui.require_router
+
+FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders
+UPLOAD = "zip:…"  # the choice that reveals an upload of a zip of class folders
+OPTIONS = [n for n in FIELDS if n not in ("model", "dataset", "preset", "extra")]
+
+
+@st.cache_data(max_entries=64, show_spinner="Sizing up the model on this dataset…")
+def size_up(cfg: dict, measure: bool) -> Estimate:
+    return estimate_epoch(TrainConfig.from_dict(cfg), measure=measure)
+
+
+def apply_options(cfg: TrainConfig) -> None:
+    """Put a config's options into the widgets."""
+    for name in OPTIONS:
+        st.session_state[f"tr_{name}"] = ui.widget_value(name, getattr(cfg, name))
+
+
+def on_model_change() -> None:
+    apply_options(make_config(model=st.session_state.tr_model))
+
+
+def on_preset_change() -> None:
+    """A recipe: its model's defaults under the recipe's options (the one merge, config.merge)."""
+    name = st.session_state.tr_preset
+    if name:
+        cfg = make_config(preset=name)
+        st.session_state.tr_model = cfg.model
+        apply_options(cfg)
+        if PRESETS[name].get("dataset") in list_datasets():
+            st.session_state.tr_dataset = cfg.dataset
+
+
+def dataset_label(name: str) -> str:
+    if name == FOLDER:
+        return "Your own photos (a folder of class subfolders)"
+    if name == UPLOAD:
+        return "Your own photos (upload a zip of class folders)"
+    info = dataset_info(name)
+    return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
+
+
+def zip_dataset() -> str | None:
+    """The upload box; an accepted zip becomes ``folder:PATH`` (its per-class counts shown), no upload yet "",
+    a refused one None (its one-line reason shown)."""
+    up = st.file_uploader("Zip of class folders", type="zip", key="tr_zip", max_upload_size=MAX_BYTES // 2**20,
+                          help="One folder per class inside (cats/, dogs/, ...), or train/ and test/ with those "
+                               "inside. The same zip uploaded again is not unpacked twice.")
+    if up is None:
+        return ""
+    try:
+        info = import_zip(up.getvalue())
+    except CnnError as e:
+        st.error(str(e))
+        return None
+    counts = info["counts"]
+    st.dataframe(pd.DataFrame([{"class": c, **{s: counts[s].get(c, 0) for s in counts}} for c in info["classes"]]),
+                 hide_index=True)
+    for note in info["notes"]:
+        (st.warning if note.startswith("warning") else st.caption)(note)
+    return f"folder:{info['path']}"
+
+
+# ------------------------------------------------------------------------------------------------ the job
+
+def current_job(manager: jobs.JobManager) -> jobs.Job | None:
+    """This session's job, else the one running (any session's), else the newest: reopening shows it.
+    Sweeps are jobs too, but they are followed on the Sweep page."""
+    mine = manager.get(st.session_state.get("tr_job", ""))
+    if mine is not None:
+        return mine
+    running = [j for j in manager.running() if j.kind == "train"]
+    if running:
+        return running[0]
+    recent = [j for j in manager.jobs() if j.kind == "train"]
+    return recent[0] if recent else None
+
+
+def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
+    icon = ui.STATE_ICONS.get(job.state, "•")
+    what = f"{'resuming' if job.resume else 'training'} **{job.run}** on {job.device}"
+    st.markdown(f"#### {icon} {job.state.replace('_', ' ').capitalize()}: {what}")
+    if job.state == "queued":
+        ahead = manager.running(job.device)
+        st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue"
+                + (f", behind {ahead[0].run} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
+                + ". It starts by itself; you can close this tab.")
+        if st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
+            manager.cancel(job.id)
+            st.rerun()
+    elif job.state == "running":
+        p = job.progress()
+        status = job.status()
+        if p:
+            st.progress(job.fraction_done(), text=f"epoch {p['epoch']}/{p['epochs']} · batch {p['batch']}/"
+                                                  f"{p['batches']} · loss {p['loss']:.4f}")
+        else:
+            st.progress(0.0, text=str(status.get("message") or "starting") + "…")
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Epoch", f"{p.get('epoch', job.start_epoch)} / {job.epochs}")
+        c2.metric("Elapsed", ui.duration(time.time() - job.started if job.started else None))
+        c3.metric("Time left", ui.duration(job.eta_seconds()))
+        st.caption(f"{status.get('device', job.device)} · runs in the background: switching pages or closing the tab "
+                   "does not stop it.")
+        stopping = job.message.startswith("stopping")
+        if st.button("Force stop" if stopping else "Cancel", key=f"tr_cancel_{job.id}", icon=":material/stop:",
+                     help="Stops at the next batch and keeps the last finished epoch's checkpoint (last.pt); "
+                          "resume it later below."):
+            manager.cancel(job.id)
+            st.rerun()
+        if stopping:
+            st.caption("Stopping at the next batch…")
+    elif job.state in FINISHED:
+        s = job.summary or job.status()
+        st.success(f"Test accuracy **{s.get('test_accuracy') or 0:.1%}** (best validation "
+                   f"{s.get('best_val_accuracy') or 0:.1%} at epoch {s.get('best_epoch', '?')}), "
+                   f"{ui.duration(s.get('train_seconds'))} of training"
+                   + (" — stopped early: validation accuracy stopped improving." if job.state == "stopped_early"
+                      else "."))
+        c1, c2 = st.columns(2)
+        c1.page_link("pages/evaluate.py", label="Evaluate it", icon=":material/fact_check:")
+        c2.page_link("pages/predict.py", label="Try it on a photo", icon=":material/photo_camera:")
+    elif job.state == "cancelled":
+        resumable = job.run_dir.has("last")
+        st.info("Cancelled." + (" Resume it below to continue from its last finished epoch." if resumable else
+                                " It had not finished an epoch, so there is nothing to resume."))
+    else:
+        st.error(f"{job.state.capitalize()}: {job.message or 'no message'}")
+    if job.state != "queued":
+        ui.show_curves(job.metrics(), key=f"tr_curves_{job.id}")
+
+
+def job_panel(job_id: str) -> None:
+    manager = jobs.manager()
+    job = manager.get(job_id)
+    if job is None:
+        return
+    show_job(job, manager)
+    if not job.active and st.session_state.get("tr_watching") == job.id:
+        st.session_state.tr_watching = None
+        st.rerun()  # the whole page: stop polling, refresh the run lists
+
+
+# ------------------------------------------------------------------------------------------------- page
+
+manager = jobs.manager()
+if "tr_model" not in st.session_state:
+    st.session_state.tr_model = ui.smallest_model()
+    on_model_change()
+    present = [d for d in list_datasets() if dataset_info(d).locate(data_dir())]
+    st.session_state.tr_dataset = (present or list_datasets())[0]
+
+st.title("Train")
+try:
+    st.caption(f"Training runs on **{device_name(pick_device('auto'))}**, one job at a time per device; "
+               "later requests wait in a queue.")
+except CnnError as e:
+    st.error(str(e))
+
+job = current_job(manager)
+if job is not None:
+    with st.container(border=True):
+        if job.active:
+            st.session_state.tr_watching = job.id
+        st.fragment(job_panel, run_every=1.0 if job.active else None)(job.id)
+
+st.subheader("New training run")
+st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_preset", on_change=on_preset_change,
+             format_func=lambda n: n or "—", help="Named sets of options; you can change any of them afterwards.")
+left, right = st.columns(2)
+with left:
+    choice = st.selectbox("Dataset", list_datasets() + [UPLOAD, FOLDER], key="tr_dataset", format_func=dataset_label)
+    dataset = choice
+    if choice == UPLOAD:
+        dataset = zip_dataset()
+    elif choice == FOLDER:
+        path = st.text_input("Folder on the server", key="tr_folder", placeholder="/path/to/photos",
+                             help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")
+        dataset = f"folder:{path.strip()}" if path.strip() else ""
+    st.selectbox("Model", list_models(), key="tr_model", on_change=on_model_change,
+                 format_func=lambda n: f"{n} — {get_spec(n).description}",
+                 help="Changing the model loads its recommended options.")
+    ui.config_widget("epochs", "tr")
+    ui.config_widget("batch_size", "tr")
+    st.text_input("Run name (optional)", key="tr_name", max_chars=64,
+                  placeholder="model-dataset-date, if left empty",
+                  help="Letters, digits, - and _. A name that is taken gets -2, -3, ...")
+with right:
+    for name in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "augment"):
+        if name != "momentum" or st.session_state.tr_optimizer == "sgd":
+            ui.config_widget(name, "tr")
+with st.expander("More options"):
+    a, b = st.columns(2)
+    for name in ("label_smoothing", "patience", "val_fraction", "seed", "tta", "crop_padding"):
+        ui.config_widget(name, "tr", a)
+    for name in ("train_subset", "max_batches", "input_size", "precision", "device"):
+        ui.config_widget(name, "tr", b)
+gpus = distributed.visible_gpus()
+all_gpus = len(gpus) > 1 and st.checkbox(
+    f"Train on all {len(gpus)} GPUs", key="tr_all_gpus", disabled=st.session_state.tr_device == "cpu",
+    help="torchrun starts one process per GPU; the batch size is the global batch and must divide evenly among "
+         "them. Also used when resuming.")
+nproc = len(gpus) if all_gpus and st.session_state.tr_device != "cpu" else 1
+
+cfg: TrainConfig | None = None
+try:
+    if not dataset:
+        raise CnnError("upload a zip of your photos (one folder per class)" if choice == UPLOAD else
+                       "enter the folder that holds your photos (one subfolder per class)")
+    cfg = make_config(model=st.session_state.tr_model, dataset=dataset, preset=st.session_state.tr_preset,
+                      **{n: st.session_state[f"tr_{n}"] for n in OPTIONS if f"tr_{n}" in st.session_state})
+except (CnnError, TypeError) as e:
+    if dataset is not None:  # None: a refused zip, whose reason is on the page already
+        st.error(str(e))
+
+estimate: Estimate | None = None
+if cfg is not None:
+    timing_key = {k: v for k, v in cfg.to_dict().items()
+                  if k in ("model", "dataset", "batch_size", "augment", "input_size", "train_subset", "max_batches",
+                           "precision", "device", "val_fraction", "seed", "optimizer")}
+    try:
+        estimate = size_up(timing_key, False)
+    except CnnError as e:
+        st.error(str(e))
+        cfg = None
+if estimate is not None and cfg is not None:
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Parameters", ui.count(estimate.params),
+              help=f"{estimate.params:,} weights for {estimate.classes} classes at "
+                   f"{estimate.input_size}x{estimate.input_size}, {estimate.channels} channel(s)")
+    c2.metric("Batches per epoch", f"{estimate.batches_per_epoch:,}",
+              help=f"{estimate.train_images:,} training and {estimate.val_images:,} validation images")
+    measured = st.session_state.get("tr_timing", {}).get(str(timing_key))
+    if measured is not None:
+        c3.metric("Time per epoch", ui.duration(measured),
+                  help=f"measured on {estimate.device} ({estimate.precision})")
+        st.caption(f"≈ {ui.duration(measured * cfg.epochs)} for {cfg.epochs} epochs on {estimate.device}, "
+                   f"{estimate.precision}; measured from a few real training steps"
+                   + (" while another job was training, so it is pessimistic." if manager.running() else "."))
+    else:
+        with c3:
+            if st.button("Estimate time per epoch", key="tr_measure", icon=":material/timer:",
+                         help="Runs a few training steps on this server (a few seconds; longer for big models)."):
+                try:
+                    t = size_up(timing_key, True).seconds_per_epoch
+                    st.session_state.setdefault("tr_timing", {})[str(timing_key)] = t
+                    st.rerun()
+                except CnnError as e:
+                    st.error(str(e))
+
+    busy = manager.running(str(pick_device(cfg.device)))
+    label = "Queue training" if busy else "Start training"
+    if busy:
+        st.caption(f"{busy[0].device} is busy with {busy[0].run}; a new run waits for it "
+                   f"({len(manager.queued(busy[0].device))} already waiting).")
+    if st.button(label, type="primary", key="tr_start", icon=":material/play_arrow:"):
+        try:
+            new = manager.submit(cfg, st.session_state.tr_name.strip() or None, nproc=nproc)
+            st.session_state.tr_job = new.id
+            st.rerun()
+        except CnnError as e:
+            st.error(str(e))
+
+# ---------------------------------------------------------------------------------- resume, queue, history
+
+runs = list_runs(ui.root())
+active_runs = manager.active_runs(ui.root())
+resumable = [r for r in runs if r.state in RESUMABLE and r.run.has("last") and r.name not in active_runs]
+if resumable:
+    st.subheader("Resume a stopped run")
+    by_name = {r.name: r for r in resumable}
+    name = st.selectbox("Stopped run", list(by_name), key="tr_resume_run",
+                        format_func=lambda n: f"{ui.run_label(by_name[n])}, {by_name[n].epochs_run} epoch(s) done")
+    if st.button("Resume", key="tr_resume", icon=":material/resume:",
+                 help="Continues from its last finished epoch with the options it was started with."):
+        try:
+            st.session_state.tr_job = manager.resume(name, nproc=nproc).id
+            st.rerun()
+        except CnnError as e:
+            st.error(str(e))
+
+elsewhere = [r for r in runs if r.state == "running" and r.name not in active_runs]
+if elsewhere:
+    st.caption("Also training (started from a terminal or an earlier server): "
+               + ", ".join(f"{r.name} ({r.run.progress().get('epoch', '?')}/"
+                           f"{r.run.config().get('epochs', '?')} epochs)" for r in elsewhere))
+
+history = manager.jobs()
+if history:
+    with st.expander(f"Jobs on this server ({len(history)})", expanded=bool(manager.queued())):
+        st.dataframe(pd.DataFrame([{"run": j.run if j.kind == "train" else f"sweep {j.run}", "state": j.state,
+                                    "device": j.device,
+                                    "queue": manager.position(j.id) or None, "message": j.message,
+                                    "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}
+                                   for j in history]), hide_index=True)
+        for j in manager.queued():
+            if st.button(f"Remove {j.run} from the queue", key=f"tr_dequeue_{j.id}"):
+                manager.cancel(j.id)
+                st.rerun()

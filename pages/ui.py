@@ -1,0 +1,375 @@
+"""What the pages share: run pickers, cached cnn_core calls, Altair charts and small formatters.
+
+No torch here and no second copy of core logic: every number comes from a cnn_core function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageOps
+
+from cnn_core.config import train_config as config
+from cnn_core.core.errors import CnnError
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.evaluation.reports import evaluate_run, split_images
+from cnn_core.models import model_table
+from cnn_core.runs.rundir import RunDir, RunInfo, runs_root
+
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]  # tableau10: train and validation (or runs) must not be two shades of one colour
+DISPLAY_SIDE = 640  # pixels: photos are shown (and sent to the browser) at most this large
+LOW_CONFIDENCE = 0.5  # below this top probability the photo may show none of the classes
+STATE_ICONS = {"finished": ":material/check_circle:", "stopped_early": ":material/check_circle:",
+               "running": ":material/progress_activity:", "queued": ":material/schedule:",
+               "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:",
+               "diverged": ":material/error:", "failed": ":material/error:", "unusable": ":material/block:"}
+
+
+# ---------------------------------------------------------------------------------------------- the router
+
+ROUTED, GOTO = "_ui_routed", "_ui_goto"
+
+
+def require_router(page_file: str) -> None:
+    """Make sure this page runs under the app's router (streamlit_app.py's st.navigation).
+
+    Until some session has run st.navigation, Streamlit serves a ``pages/`` folder the old way: the first visitor
+    after a server start who opens e.g. /predict directly gets that script alone, with every file of the folder
+    (ui.py too) listed as a page. Such a visit goes to the router once, which then switches to this page."""
+    if not st.session_state.get(ROUTED):
+        st.session_state[GOTO] = f"pages/{Path(page_file).name}"
+        st.switch_page(Path(page_file).resolve().parents[1] / "streamlit_app.py")
+
+
+def routed() -> str | None:
+    """Called by the router before it runs a page: marks the session routed; the page a first visit asked for."""
+    st.session_state[ROUTED] = True
+    return st.session_state.pop(GOTO, None)
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+
+def root() -> Path:
+    return runs_root()
+
+
+@st.cache_data(show_spinner=False)
+def smallest_model() -> str:
+    """The default choice of the Train and Sweep pages: the fastest model to train, from the registry."""
+    return min(model_table(), key=lambda r: r["params"])["model"]
+
+
+def has_checkpoint(run: RunInfo) -> bool:
+    return run.run.has_checkpoint()
+
+
+def checkpoint_mtime(run_dir: Path) -> float:
+    """Part of every cache key, so a resumed or retrained run is never served from a stale cache."""
+    return RunDir(run_dir).checkpoint_mtime()
+
+
+def run_label(run: RunInfo) -> str:
+    acc = f", test {run.test_accuracy:.1%}" if run.test_accuracy is not None else ""
+    return f"{run.name} — {run.model} on {run.dataset} ({run.state.replace('_', ' ')}{acc})"
+
+
+def no_runs_message() -> None:
+    st.info(f"There are no trained runs in `{root()}` yet. Train one on the **Train** page (LeNet-5 on the "
+            "bundled *digits* dataset takes under a minute), or from a terminal: "
+            "`python -m cnn_core train --model lenet5 --dataset digits --epochs 10`.")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
+
+
+def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None) -> RunInfo | None:
+    """A selectbox over ``runs`` (newest first); explains what to do when there are none."""
+    if not runs:
+        no_runs_message()
+        return None
+    names = [r.name for r in runs]
+    if st.session_state.get(key) not in names:
+        st.session_state.pop(key, None)  # a run that was deleted or renamed meanwhile
+    by_name = {r.name: r for r in runs}
+    first_usable = next((i for i, r in enumerate(runs) if has_checkpoint(r)), 0)
+    name = st.selectbox(label, names, index=first_usable, format_func=lambda n: run_label(by_name[n]), key=key,
+                        help=help)
+    return by_name[name]
+
+
+# ------------------------------------------------------------------------------------- cached cnn_core calls
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def predictor(run: str, runs_root: str, mtime: float) -> Predictor:
+    """Shared by every session (read-only); ``mtime`` keys a changed checkpoint."""
+    return Predictor.from_run(run, runs_root)
+
+
+@st.cache_data(max_entries=32, show_spinner="Evaluating the checkpoint…")
+def evaluation(run: str, runs_root: str, mtime: float, split: str = "test") -> dict[str, Any]:
+    return evaluate_run(run, split, runs_root)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def images_of(run: str, runs_root: str, mtime: float, split: str, indices: tuple[int, ...]) -> list[np.ndarray]:
+    return split_images(run, split, list(indices), runs_root)
+
+
+def load_predictor(run: RunInfo) -> Predictor | None:
+    """The run's predictor, or an error on the page (and None) when its checkpoint is unusable."""
+    try:
+        return predictor(run.name, str(root()), checkpoint_mtime(run.path))
+    except CnnError as e:
+        st.error(f"Run **{run.name}** cannot be used: {e}")
+        return None
+
+
+def load_evaluation(run: RunInfo, split: str = "test") -> dict[str, Any] | None:
+    try:
+        return evaluation(run.name, str(root()), checkpoint_mtime(run.path), split)
+    except CnnError as e:
+        st.error(f"Run **{run.name}** cannot be evaluated: {e}")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+def enlarge(im: Image.Image | np.ndarray, side: int = 128) -> Image.Image:
+    """Blow a tiny image up with hard pixel edges, so a 32x32 input looks like 32x32 and not like a blur."""
+    im = Image.fromarray(im) if isinstance(im, np.ndarray) else im
+    scale = max(1, side // max(im.size))
+    return im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+
+
+def tile(im: Image.Image | np.ndarray, side: int = 96, gap: int = 4) -> Image.Image:
+    """A gallery picture: enlarged, with a white margin so that a row of them does not read as one image."""
+    big = enlarge(im, side).convert("RGB")
+    return ImageOps.expand(big, border=gap, fill="white")
+
+
+def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """A display copy: a 12-megapixel phone photo need not travel back to the browser in full."""
+    small = im.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+# ---------------------------------------------------------------------------------------------------- charts
+
+def curves_frame(rows: Sequence[dict[str, float]]) -> pd.DataFrame:
+    """metrics.csv rows as long form: epoch, metric (loss|accuracy), split (train|validation), value."""
+    out = []
+    for r in rows:
+        for split, prefix in (("train", "train_"), ("validation", "val_")):
+            for metric in ("loss", "accuracy"):
+                if f"{prefix}{metric}" in r:
+                    out.append({"epoch": int(r["epoch"]), "metric": metric, "split": split,
+                                "value": float(r[f"{prefix}{metric}"])})
+    return pd.DataFrame(out, columns=["epoch", "metric", "split", "value"])
+
+
+def curve_chart(df: pd.DataFrame, metric: str, color: str = "split", title: str | None = None) -> alt.Chart:
+    """One metric over epochs, a line per ``color`` value, with points (a 1-epoch run is still visible)."""
+    data = df[df["metric"] == metric] if "metric" in df else df
+    y_scale = alt.Scale(domain=[0, 1]) if metric == "accuracy" else alt.Scale(zero=False)
+    return (alt.Chart(data)
+            .mark_line(point=True)
+            .encode(x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
+                    y=alt.Y("value:Q", title=title or metric, scale=y_scale,
+                            axis=alt.Axis(format=".0%") if metric == "accuracy" else alt.Axis()),
+                    color=alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="top"),
+                                    scale=alt.Scale(range=PALETTE)),
+                    tooltip=["epoch:Q", f"{color}:N", alt.Tooltip("value:Q", format=".4f")])
+            .properties(height=300))
+
+
+def show_curves(rows: Sequence[dict[str, float]], key: str) -> None:
+    """Loss and accuracy side by side (stacked on a phone), train against validation."""
+    df = curves_frame(rows)
+    if df.empty:
+        st.caption("No finished epoch yet.")
+        return
+    left, right = st.columns(2)
+    left.altair_chart(curve_chart(df, "loss"), width="stretch", key=f"{key}_loss")
+    right.altair_chart(curve_chart(df, "accuracy"), width="stretch", key=f"{key}_acc")
+
+
+def confusion_frame(cm: Sequence[Sequence[int]], classes: Sequence[str]) -> pd.DataFrame:
+    m = np.asarray(cm)
+    totals = m.sum(1, keepdims=True)
+    share = np.divide(m, totals, out=np.zeros(m.shape, dtype=float), where=totals > 0)
+    return pd.DataFrame([{"true": classes[i], "predicted": classes[j], "count": int(m[i, j]),
+                          "share": float(share[i, j])} for i in range(len(m)) for j in range(len(m))])
+
+
+def label_angle(names: Sequence[str]) -> int:
+    """Short names (digits) stay level; longer ones stand upright so that every class gets its label."""
+    return 0 if max(map(len, names), default=0) <= 3 else -90
+
+
+def matrix_height(n: int) -> int:
+    """Room for every row label (Vega drops labels that would overlap) plus the axes, which fit inside."""
+    return max(260, min(900, 34 * n + 110))
+
+
+def class_axes(order: list[str]) -> dict[str, Any]:
+    """x = predicted (on top, slanted when the names are long), y = true, both in the dataset's class order."""
+    angle = label_angle(order)
+    return {"x": alt.X("predicted:N", sort=order, title="predicted class",
+                       axis=alt.Axis(labelAngle=angle, orient="top", labelLimit=120, labelOverlap=False)),
+            "y": alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=120, labelOverlap=False))}
+
+
+def confusion_chart(cm: Sequence[Sequence[int]], classes: Sequence[str], selectable: bool = True) -> alt.LayerChart:
+    """Rows are the true class, columns the prediction; colour is the share of the row, the text the count."""
+    df = confusion_frame(cm, classes)
+    order = list(classes)
+    side = matrix_height(len(order))
+    base = alt.Chart(df).encode(**class_axes(order))
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("share:Q", legend=None,
+                        scale=alt.Scale(domain=[0, 1], range=["#ffffff", "#08519c"], interpolate="rgb")),
+        tooltip=["true:N", "predicted:N", "count:Q", alt.Tooltip("share:Q", format=".1%", title="share of row")])
+    text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
+        text=alt.Text("count:Q"),
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")))
+    if selectable:  # the clicked cell gets a frame; nothing is framed until one is clicked
+        cell = alt.selection_point(name="cell", fields=["true", "predicted"], on="click", clear="dblclick",
+                                   empty=False)
+        rect = rect.add_params(cell).encode(
+            stroke=alt.condition(cell, alt.value("#d62728"), alt.value("white")),
+            strokeWidth=alt.condition(cell, alt.value(3), alt.value(1)))
+    return alt.layer(rect, text).properties(height=side)
+
+
+def confusion_diff_chart(cm_a: Sequence[Sequence[int]], cm_b: Sequence[Sequence[int]], classes: Sequence[str],
+                         label_a: str, label_b: str) -> alt.LayerChart:
+    """B minus A per cell. Colour says "better for B": more on the diagonal, or fewer off it."""
+    a, b = np.asarray(cm_a), np.asarray(cm_b)
+    d = b - a
+    order = list(classes)
+    df = pd.DataFrame([{"true": order[i], "predicted": order[j], "difference": int(d[i, j]), "a": int(a[i, j]),
+                        "b": int(b[i, j]), "gain": int(d[i, j]) if i == j else -int(d[i, j])}
+                       for i in range(len(d)) for j in range(len(d))])
+    lim = max(1, int(np.abs(d).max()))
+    base = alt.Chart(df).encode(**class_axes(order))
+    rect = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("gain:Q", scale=alt.Scale(scheme="redblue", domain=[-lim, lim]),
+                        legend=alt.Legend(title=f"blue: better for {label_b[:24]}", orient="bottom")),
+        tooltip=["true:N", "predicted:N", alt.Tooltip("difference:Q", format="+d"),
+                 alt.Tooltip("a:Q", title=label_a), alt.Tooltip("b:Q", title=label_b)])
+    text = base.mark_text(fontSize=12 if len(order) <= 12 else 9).encode(
+        text=alt.Text("difference:Q", format="+d"),
+        opacity=alt.condition(alt.datum.difference == 0, alt.value(0.3), alt.value(1.0)))
+    return alt.layer(rect, text).properties(height=matrix_height(len(order)))
+
+
+def f1_chart(df: pd.DataFrame) -> alt.Chart:
+    """Per-class F1 (columns run, class, F1) as grouped bars, one colour per run."""
+    order = list(dict.fromkeys(df["class"]))
+    return (alt.Chart(df).mark_bar()
+            .encode(x=alt.X("class:N", sort=order, title=None,
+                            axis=alt.Axis(labelAngle=label_angle(order), labelOverlap=False)),
+                    xOffset=alt.XOffset("run:N"),
+                    y=alt.Y("F1:Q", scale=alt.Scale(domain=[0, 1])),
+                    color=alt.Color("run:N", title=None, legend=alt.Legend(orient="top"),
+                                    scale=alt.Scale(range=PALETTE)),
+                    tooltip=["run:N", "class:N", alt.Tooltip("F1:Q", format=".3f")])
+            .properties(height=280))
+
+
+def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
+    """Horizontal bars, most likely class on top, with the percentage written at the end of each bar."""
+    df = pd.DataFrame(top)
+    order = list(df["label"])
+    base = alt.Chart(df).encode(
+        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=160)),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.08]),  # room for the label of a 100% bar
+                axis=alt.Axis(format=".0%", values=[0, 0.25, 0.5, 0.75, 1]), title=None))
+    bars = base.mark_bar(cornerRadiusEnd=3).encode(
+        color=alt.condition(alt.datum.probability >= LOW_CONFIDENCE, alt.value("#1f77b4"), alt.value("#9ecae1")),
+        tooltip=["label:N", alt.Tooltip("probability:Q", format=".2%")])
+    text = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".1%"))
+    return alt.layer(bars, text).properties(height=44 * len(df) + 40)  # the axis fits inside the height
+
+
+SWEEP_METRICS = {"best_val_accuracy": "best validation", "test_accuracy": "test"}
+
+
+def setting_text(v: Any) -> str:
+    """A swept setting as the sweep's flags write it: on/off, 0.05, 1e-05, sgd."""
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def sweep_frame(rows: Sequence[dict[str, Any]], key: str) -> pd.DataFrame:
+    """Long form of a sweep table for one setting: run, value (text), metric (best validation | test), accuracy."""
+    out = [{"run": r["run"], "value": setting_text(r.get(key)), "metric": label, "accuracy": float(r[col])}
+           for r in rows for col, label in SWEEP_METRICS.items() if r.get(col) is not None]
+    return pd.DataFrame(out, columns=["run", "value", "metric", "accuracy"])
+
+
+def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
+    """Accuracy against one swept setting: a point per run and metric, a line through each value's mean."""
+    df = sweep_frame(rows, key)
+    order = [setting_text(v) for v in sorted({r.get(key) for r in rows if r.get(key) is not None})]
+    base = alt.Chart(df).encode(
+        x=alt.X("value:N", sort=order, title=key.replace("_", " "), axis=alt.Axis(labelAngle=0)),
+        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="top"), scale=alt.Scale(range=PALETTE)))
+    points = base.mark_point(filled=True, size=70, opacity=0.8).encode(
+        y=alt.Y("accuracy:Q", title="accuracy", scale=alt.Scale(zero=False), axis=alt.Axis(format=".0%")),
+        tooltip=["run:N", "value:N", "metric:N", alt.Tooltip("accuracy:Q", format=".2%")])
+    mean = base.mark_line(strokeDash=[4, 3]).encode(y=alt.Y("mean(accuracy):Q"))
+    return alt.layer(points, mean).properties(height=260)
+
+
+# -------------------------------------------------------------------------------------------- config widgets
+
+STEPS = {"lr": 0.001, "weight_decay": 0.0001, "label_smoothing": 0.05, "val_fraction": 0.05, "momentum": 0.01,
+         "train_subset": 100}  # how far one click moves a number box
+
+
+def config_widget(name: str, prefix: str, where: Any = st) -> Any:
+    """The widget for TrainConfig field ``name`` (key ``{prefix}_{name}``): its label, help, bounds and choices
+    come from the field's metadata, the one place they are stated."""
+    m, kind, key = config.meta(name), config.kind(name), f"{prefix}_{name}"
+    if m.choices:
+        return where.selectbox(m.label, m.choices, key=key, help=m.help)
+    if kind is bool:
+        return where.checkbox(m.label, key=key, help=m.help)
+    lo, hi = m.widget_bounds()
+    if kind is int:
+        return where.number_input(m.label, int(lo), int(hi), key=key, help=m.help, step=STEPS.get(name, 1))
+    return where.number_input(m.label, float(lo), float(hi), key=key, help=m.help, format="%g",
+                              step=STEPS.get(name, 0.01))
+
+
+def widget_value(name: str, value: Any) -> Any:
+    """A config value as its widget holds it (number boxes of real-valued fields hold floats)."""
+    return float(value) if config.kind(name) is float else value
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def count(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.1f} M" if n >= 1_000_000 else f"{n:,}"
