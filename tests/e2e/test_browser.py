@@ -238,3 +238,21 @@ def test_every_page_fits_a_phone(server, phone, path):
     assert phone.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
                                     return m.scrollWidth <= m.clientWidth + 1; }"""), "the page scrolls sideways"
     shoot(phone, path or "home")
+
+
+def test_the_first_visitor_who_opens_a_page_directly_gets_it_under_the_router(e2e_root, browser, tmp_path):
+    """Until a session has run st.navigation, Streamlit serves pages/ as its old page list; a fresh server's first
+    visitor opening /predict still gets the app's navigation (Home, Train, ...) and the Predict page."""
+    with serve(e2e_root, ARTIFACTS / "e2e-first-visit.log") as url:  # a server nobody has visited yet
+        pg = new_page(browser, viewport=DESKTOP)
+        try:
+            pg.goto(f"{url}/predict")
+            settle(pg)
+            pg.get_by_role("heading", name="Predict").wait_for()
+            nav = pg.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Home" in nav and "Train" in nav
+            assert "ui" not in nav.split() and "streamlit app" not in nav  # no file-list page names
+            assert pg.url.rstrip("/").endswith("/predict")
+            no_error_boxes(pg)
+        finally:
+            pg.context.close()
