@@ -1,5 +1,5 @@
-"""One engine measurement in its own process (so its peak memory is its own): train through train_run(), the same
-function `python -m cnn_core train` runs, then time evaluation over the test split. Prints one JSON line."""
+"""One engine measurement in its own process (so its peak memory is its own): train through train_run(), what
+`python -m cnn_core train` runs, then time evaluation over the test split. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -27,10 +27,7 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--preset", default="")
     args = ap.parse_args()
-    from cnn_core.config import (
-        preset_options,
-        presets,  # noqa: F401
-    )
+    from cnn_core.config import preset_options
 
     base = preset_options(args.preset) if args.preset else {}
     cfg = TrainConfig(**{**base, "model": args.model, "dataset": "cifar10", "epochs": 1,

@@ -71,7 +71,6 @@ import io, json, statistics, time, numpy as np
 from PIL import Image
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.models import build_model
-from cnn_core.training.callbacks import checkpoint_payload
 rng = np.random.default_rng(0)
 small = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
 img = Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC)  # 12 MP, photo-like smoothness

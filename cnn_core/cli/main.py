@@ -6,6 +6,7 @@ failure (set CNN_DEBUG=1 for the traceback). Never a traceback by default.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..core import settings
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing more to say to it
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - also for the interpreter's own flush at exit
+        return 0
     except Exception as e:  # noqa: BLE001 - the promise is: never a traceback unless asked for
         if settings.debug():
             raise

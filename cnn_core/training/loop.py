@@ -165,8 +165,33 @@ def _open_run(cfg: TrainConfig | None, name: str | None, existing: str | os.Path
     return run, cfg
 
 
+@dataclass
+class _Kit:
+    """What the loop needs beside the state: where it runs and what it feeds the model."""
+
+    device: torch.device
+    amp: torch.dtype | None
+    net: nn.Module  # the model, or DDP around it: what trains (``state.model`` is what is evaluated and saved)
+    train_b: Batches
+    val_b: Batches
+    scaler: torch.amp.GradScaler | None
+
+
 def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
          ddp: distributed.Dist) -> dict[str, Any]:
+    kit = _setup(state, resuming, emit, ddp)
+    emit("on_fit_start")
+    outcome = _epochs(state, kit, emit, should_stop, ddp)
+    test_acc = _test_best(state, kit.device, kit.amp, ddp)
+    state.summary = _summary(state, kit, outcome, test_acc)
+    emit("on_fit_end")
+    state.say(f"best val acc {state.best:.4f} (epoch {state.best_epoch}); test acc {test_acc:.4f}; "
+              f"{state.summary['train_seconds']:.1f}s training")
+    return state.summary
+
+
+def _setup(state: FitState, resuming: bool, emit: Callable[..., None], ddp: distributed.Dist) -> _Kit:
+    """Seed, device, data, model (fresh, pretrained or resumed), batches, optimiser and schedule."""
     cfg, run, say = state.cfg, state.run, state.say
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -192,36 +217,39 @@ def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop
     val_b = eval_batches(prep, "val")
     if cfg.max_batches:
         val_b.max_batches = cfg.max_batches
-    optimizer = make_optimizer(cfg, model)
-    scheduler = make_scheduler(cfg, optimizer, cfg.epochs * len(train_b))
-    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
-    state.model, state.optimizer, state.scheduler = model, optimizer, scheduler
-
+    state.model, state.optimizer = model, make_optimizer(cfg, model)
+    state.scheduler = make_scheduler(cfg, state.optimizer, cfg.epochs * len(train_b))
     if resuming:
         _restore(state, ddp.from_main(run.load, "last"), ddp.from_main(run.metrics))
         say(f"resuming {run.name} at epoch {state.start_epoch}")
     elif hasattr(model, "init_from_data"):
         model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
-
-    net = ddp.wrap(model, device)  # DDP for training; ``model`` itself is what is evaluated and saved
-    params = count_parameters(model)
-    say(f"run {run.name}: {cfg.model} ({params:,} params) on {cfg.dataset} "
+    scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
+    kit = _Kit(device, amp, ddp.wrap(model, device), train_b, val_b, scaler)
+    say(f"run {run.name}: {cfg.model} ({count_parameters(model):,} params) on {cfg.dataset} "
         f"({len(prep.y_train)} train / {len(prep.y_val)} val / {len(prep.y_test)} test, {prep.size}x{prep.size}), "
         f"{state.device}{', ' + str(amp).replace('torch.', '') + ' autocast' if amp else ''}")
     if ddp.world > 1:
         say(f"data-parallel over {ddp.world} processes: {train_b.batch_size} images each per step "
             f"(global batch {cfg.batch_size})")
-    emit("on_fit_start")
-    stale, outcome = 0, "finished"
+    return kit
+
+
+def _epochs(state: FitState, kit: _Kit, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
+            ddp: distributed.Dist) -> str:
+    """Train and validate epoch after epoch; "finished", or "stopped_early" when patience ran out."""
+    cfg, optimizer = state.cfg, state.optimizer
+    stale = 0
     for epoch in range(state.start_epoch, cfg.epochs + 1):
         state.epoch = epoch
-        train_b.set_epoch(epoch)
-        ddp.start_epoch(train_b, epoch)
+        kit.train_b.set_epoch(epoch)
+        ddp.start_epoch(kit.train_b, epoch)
         lr = optimizer.param_groups[0]["lr"]
-        r = train_one_epoch(net, train_b, optimizer, scheduler, device, amp, cfg.label_smoothing, scaler,
-                            should_stop, lambda i, n, loss: emit("on_batch_end", i, n, loss))
+        r = train_one_epoch(kit.net, kit.train_b, optimizer, state.scheduler, kit.device, kit.amp,
+                            cfg.label_smoothing, kit.scaler, should_stop,
+                            lambda i, n, loss: emit("on_batch_end", i, n, loss))
         r = ddp.reduce_epoch(r)
-        val_loss, val_acc = ddp.evaluate(evaluate, model, val_b, device, amp, cfg.tta)
+        val_loss, val_acc = ddp.evaluate(evaluate, state.model, kit.val_b, kit.device, kit.amp, cfg.tta)
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss became {val_loss} in epoch {epoch}")
         row = {"epoch": epoch, "train_loss": round(r.loss, 5), "train_accuracy": round(r.accuracy, 5),
@@ -234,28 +262,26 @@ def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop
         else:
             stale += 1
         emit("on_epoch_end", row)
-        say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss {val_loss:.4f} "
-            f"acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")
+        state.say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss "
+                  f"{val_loss:.4f} acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")
         if cfg.patience and stale >= cfg.patience:
-            outcome = "stopped_early"
-            say(f"no better validation accuracy for {cfg.patience} epochs: stopping early")
-            break
+            state.say(f"no better validation accuracy for {cfg.patience} epochs: stopping early")
+            return "stopped_early"
+    return "finished"
 
-    test_acc = _test_best(state, device, amp, ddp)
-    history = state.history
+
+def _summary(state: FitState, kit: _Kit, outcome: str, test_acc: float) -> dict[str, Any]:
+    """What the run did, for status.json, the CLI's --json and the caller."""
+    cfg, history = state.cfg, state.history
     train_seconds = sum(r["epoch_seconds"] for r in history)  # resumed runs count their earlier epochs too
     images = sum(r["images_per_second"] * r["epoch_seconds"] for r in history)
-    state.summary = {"run": run.name, "run_dir": str(run.path), "state": outcome, "model": cfg.model,
-                     "dataset": cfg.dataset, "epochs_run": len(history), "best_epoch": state.best_epoch,
-                     "best_val_accuracy": round(state.best, 5), "test_accuracy": round(test_acc, 5),
-                     "train_seconds": round(train_seconds, 2), "data_seconds": round(state.data_seconds, 2),
-                     "images_per_second": round(images / max(train_seconds, 1e-9), 1),
-                     "params": params, "device": state.device,
-                     "precision": str(amp).replace("torch.", "") if amp else "fp32"}
-    emit("on_fit_end")
-    say(f"best val acc {state.best:.4f} (epoch {state.best_epoch}); test acc {test_acc:.4f}; "
-        f"{train_seconds:.1f}s training")
-    return state.summary
+    return {"run": state.run.name, "run_dir": str(state.run.path), "state": outcome, "model": cfg.model,
+            "dataset": cfg.dataset, "epochs_run": len(history), "best_epoch": state.best_epoch,
+            "best_val_accuracy": round(state.best, 5), "test_accuracy": round(test_acc, 5),
+            "train_seconds": round(train_seconds, 2), "data_seconds": round(state.data_seconds, 2),
+            "images_per_second": round(images / max(train_seconds, 1e-9), 1),
+            "params": count_parameters(state.model), "device": state.device,
+            "precision": str(kit.amp).replace("torch.", "") if kit.amp else "fp32"}
 
 
 def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, float]]) -> None:

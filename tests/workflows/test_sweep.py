@@ -25,7 +25,7 @@ from cnn_core.workflows.sweep import (
     to_markdown,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=64, lr=0.05, schedule="onecycle",
                    train_subset=300, seed=0)
 GRID = {"batch_size": [64, 128], "optimizer": ["sgd", "adam"]}

@@ -17,7 +17,7 @@ from PIL import Image
 from cnn_core.core.errors import DataError
 from cnn_core.data import folders, uploads
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

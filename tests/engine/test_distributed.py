@@ -28,7 +28,7 @@ from cnn_core.runs.rundir import RunDir
 from cnn_core.training.loop import _open_run
 from cnn_core.workflows.run import train_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # 512 training images (a multiple of 2 and of the batch): a 2-process step then sees exactly the images and the
 # mean gradient of a 1-process step. fp32, SGD, no dropout, no augmentation, no BN: nothing else differs.
 CFG = TrainConfig(model="lenet5", dataset="digits", epochs=12, batch_size=64, optimizer="sgd", lr=0.02,

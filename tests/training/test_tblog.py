@@ -14,7 +14,7 @@ from cnn_core.runs.rundir import RunDir
 from cnn_core.training.tblog import TAGS, TensorBoard, read_scalars
 from cnn_core.workflows.run import train_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = TrainConfig(model="lenet5", dataset="digits", epochs=2, batch_size=64, lr=0.05, train_subset=200, seed=0)
 
 

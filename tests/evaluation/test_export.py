@@ -21,7 +21,7 @@ from cnn_core.evaluation.export import ONNX_HINT, export_run
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _real_batch(run_dir: Path) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cnn_core.imaging.loader import MAX_BYTES
 
-CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
+CONFIG = Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml"
 
 
 def test_server_settings_for_a_class():

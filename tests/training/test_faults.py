@@ -34,7 +34,7 @@ from cnn_core.training import loop as train_mod
 from cnn_core.training.loop import Diverged
 from cnn_core.workflows.run import train_run as fit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = TrainConfig(model="lenet5", dataset="digits", epochs=4, batch_size=64, lr=0.05, schedule="onecycle",
                     precision="fp32", seed=0, max_batches=8)
 
