@@ -5,6 +5,8 @@
 | CNN_CHECKPOINTS | the runs folder | ./checkpoints |
 | CNN_DATA_DIR | where datasets are found (and downloaded to) | ./data |
 | CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
+| CNN_STATE_DIR | the app's own state: uploads, device locks, limits | ./.cnn_state |
+| CNN_DATA_ROOTS | folders (separated by ``:``) whose photo folders the app offers to visitors | the data dir and the uploads |
 | CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
 | CNN_DEBUG | the CLI shows tracebacks of unexpected errors | off |
 | CNN_DDP_RECORD | a folder where each distributed rank records its shards (tests) | off |
@@ -30,6 +32,24 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 def cache_dir() -> Path:
     """$CNN_CACHE_DIR, else ~/.cache/cnn_core: decoded datasets (the data dir may be read-only)."""
     return Path(os.environ.get("CNN_CACHE_DIR") or Path.home() / ".cache" / "cnn_core")
+
+
+def state_dir() -> Path:
+    """$CNN_STATE_DIR, else ./.cnn_state: what the app keeps for itself (uploads, device locks, limits). Never the
+    shared data folder: a class must not fill the course's datasets folder."""
+    return Path(os.environ.get("CNN_STATE_DIR") or ".cnn_state")
+
+
+def uploads_dir() -> Path:
+    """Where zip uploads are unpacked: inside the state folder."""
+    return state_dir() / "uploads"
+
+
+def data_roots() -> list[Path]:
+    """$CNN_DATA_ROOTS (``:``-separated), else the data dir and the uploads folder: the only places whose photo
+    folders the app offers to visitors."""
+    given = [Path(p) for p in os.environ.get("CNN_DATA_ROOTS", "").split(os.pathsep) if p]
+    return given or [data_dir(), uploads_dir()]
 
 
 def usable_cores() -> int:
