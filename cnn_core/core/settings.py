@@ -6,7 +6,7 @@
 | CNN_DATA_DIR | where datasets are found (and downloaded to) | ./data |
 | CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
 | CNN_STATE_DIR | the app's own state: uploads, device locks, limits | ./.cnn_state |
-| CNN_DATA_ROOTS | folders (separated by ``:``) whose photo folders the app offers to visitors | the data dir and the uploads |
+| CNN_DATA_ROOTS | folders (``:``-separated) whose photo folders visitors may train on | data dir + uploads |
 | CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
 | CNN_DEBUG | the CLI shows tracebacks of unexpected errors | off |
 | CNN_DDP_RECORD | a folder where each distributed rank records its shards (tests) | off |
