@@ -54,7 +54,7 @@ def home() -> None:
     st.subheader("Trained runs")
     if usable:
         st.write(f"{len(usable)} run{'s' * (len(usable) != 1)} ready to evaluate and predict with, in "
-                 f"`{ui.root()}`. The newest:")
+                 f"{ui.esc(ui.root())}. The newest:")
         st.dataframe(pd.DataFrame([{"run": r.name, "model": r.model, "dataset": r.dataset, "state": r.state,
                                     "epochs": r.epochs_run, "test accuracy": r.test_accuracy} for r in usable[:8]]),
                      hide_index=True, column_config={"test accuracy": st.column_config.NumberColumn(format="percent")})

@@ -94,11 +94,11 @@ if run_a and run_b:
     if run_a == run_b:
         st.caption("Pick two different runs.")
     elif ra["classes"] != rb["classes"]:
-        st.info(f"{run_a} and {run_b} tell different classes apart; their confusion matrices cannot be subtracted. "
-                "Pick two runs trained on the same dataset.")
+        st.info(f"{ui.esc(run_a)} and {ui.esc(run_b)} tell different classes apart; their confusion matrices "
+                "cannot be subtracted. Pick two runs trained on the same dataset.")
     else:
-        st.caption(f"Confusion matrix of **{run_b}** minus that of **{run_a}**, on the test split. Blue cells are "
-                   f"better for {run_b}: more right on the diagonal, fewer mistakes off it.")
+        st.caption(f"Confusion matrix of **{ui.esc(run_b)}** minus that of **{ui.esc(run_a)}**, on the test split. "
+                   f"Blue cells are better for {ui.esc(run_b)}: more right on the diagonal, fewer mistakes off it.")
         st.altair_chart(ui.confusion_diff_chart(ra["confusion_matrix"], rb["confusion_matrix"], ra["classes"],
                                                 run_a, run_b), width="stretch", key="cmp_diff")
 
@@ -114,7 +114,7 @@ if photo is not None:
             im = pred.load(photo.getvalue())
             top = pred.top_k([im], 3)[0]
         except ImageError as e:
-            st.error(f"**{photo.name}**: {e}")
+            st.error(f"**{ui.esc(photo.name)}**: {ui.esc(e)}")
             break
         shown = shown or im
         answers.append({"run": name, "prediction": top[0]["label"], "probability": top[0]["probability"],
@@ -125,9 +125,9 @@ if photo is not None:
         for a in answers:
             a["agrees"] = "✓" if a["prediction"] == majority else "✗"
         if n == len(answers):
-            st.success(f"All {n} models agree: **{majority}**.")
+            st.success(f"All {n} models agree: **{ui.esc(majority)}**.")
         else:
-            st.warning(f"The models disagree: {n} of {len(answers)} say **{majority}**.")
+            st.warning(f"The models disagree: {n} of {len(answers)} say **{ui.esc(majority)}**.")
         img_col, table_col = st.columns([1, 3])
         img_col.image(ui.thumbnail(shown, 320), caption=photo.name, width="stretch")
         table_col.dataframe(pd.DataFrame(answers)[["agrees", "run", "prediction", "probability", "runner-up"]],

@@ -22,8 +22,9 @@ run = ui.pick_run("Run", "ev_run", runs, help="Runs in the checkpoints folder, n
 if run is None:
     st.stop()
 if not ui.has_checkpoint(run):
-    st.warning(f"Run **{run.name}** has no checkpoint yet ({run.state}"
-               + (f": {run.message}" if run.message else "") + "). Pick another run, or wait for its first epoch.")
+    st.warning(f"Run **{ui.esc(run.name)}** has no checkpoint yet ({run.state}"
+               + (f": {ui.esc(run.message)}" if run.message else "")
+               + "). Pick another run, or wait for its first epoch.")
     st.stop()
 split = st.segmented_control("Images", ["test", "val"], key="ev_split", default="test", required=True,
                              format_func=lambda s: {"test": "test split", "val": "validation split"}[s],
@@ -38,7 +39,7 @@ c1.metric("Accuracy", f"{rep['accuracy']:.1%}")
 c2.metric("Macro-F1", f"{rep['macro_f1']:.3f}", help="The mean of the per-class F1 scores: every class counts alike.")
 c3.metric("Images", f"{rep['count']:,}")
 c4.metric("Checkpoint", f"{rep['checkpoint']}", help=f"epoch {rep['epoch']}")
-st.caption(f"{run.model} on {run.dataset}, {rep['checkpoint']} from epoch {rep['epoch']}, {split} split.")
+st.caption(f"{run.model} on {ui.esc(run.dataset)}, {rep['checkpoint']} from epoch {rep['epoch']}, {split} split.")
 
 matrix_col, table_col = st.columns([1, 1], gap="large")
 with matrix_col:
@@ -84,14 +85,14 @@ ti, pi = classes.index(true_c), classes.index(pred_c)
 idx = np.flatnonzero((y_true == ti) & (y_pred == pi))
 idx = idx[np.argsort(-conf[idx], kind="stable")][:GALLERY]
 verdict = "correct" if ti == pi else "mistakes"
-st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{true_c}** predicted as "
-           f"**{pred_c}** ({verdict}); the most confident first" + (f", first {GALLERY} shown." if len(idx) == GALLERY
-                                                                    else "."))
+st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{ui.esc(true_c)}** predicted "
+           f"as **{ui.esc(pred_c)}** ({verdict}); the most confident first"
+           + (f", first {GALLERY} shown." if len(idx) == GALLERY else "."))
 if len(idx):
     try:
         pics = ui.images_of(run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split, tuple(int(i) for i in idx))
     except CnnError as e:
-        st.error(f"The images could not be loaded: {e}")
+        st.error(f"The images could not be loaded: {ui.esc(e)}")
         pics = []
     # one call: the browser wraps the pictures into rows, six across on a laptop and three on a phone
     st.image([ui.tile(pic) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]], width=104)
@@ -119,9 +120,10 @@ for col, (fmt, file_name) in zip(cols, export.FORMATS.items()):
                 res = export.export_run(run.name, fmt, ui.root())
             col.success(f"{file_name}: {res['bytes'] / 1e6:.2f} MB")
         except CnnError as e:
-            col.error(str(e))
+            col.error(ui.esc(e))
     if missing:
-        col.caption(f"Needs {', '.join(missing)}: `pip install onnx onnxscript onnxruntime`.")
+        col.caption(f"Needs {', '.join(missing)}: `.venv/bin/pip install onnx onnxscript onnxruntime` "
+                    "(into the project's venv).")
     path = run.run.file(file_name)
     if path.is_file():  # read only when clicked: an AlexNet export is hundreds of megabytes
         col.download_button(f"Download {file_name}", lambda p=path: p.read_bytes(),

@@ -25,7 +25,8 @@ if pred is None:
     st.stop()
 
 kind = "grayscale" if pred.channels == 1 else "colour"
-st.caption(f"{run.model} trained on {run.dataset}: {len(pred.classes)} classes ({', '.join(pred.classes[:12])}"
+st.caption(f"{run.model} trained on {ui.esc(run.dataset)}: {len(pred.classes)} classes "
+           f"({ui.esc(', '.join(pred.classes[:12]))}"
            f"{', …' if len(pred.classes) > 12 else ''}); it looks at {pred.size}x{pred.size} {kind} images.")
 k = st.slider("Classes to show", 1, min(10, len(pred.classes)), min(3, len(pred.classes)), key="pr_k",
               help="The most likely classes, best first.")
@@ -45,7 +46,7 @@ for n, (name, data) in enumerate(items):
         try:
             im = pred.load(data)
         except ImageError as e:
-            st.error(f"**{name}**: {e}")
+            st.error(f"**{ui.esc(name)}**: {ui.esc(e)}")
             continue
         top = pred.top_k([im], k)[0]
         best = top[0]
@@ -55,7 +56,7 @@ for n, (name, data) in enumerate(items):
         seen.image(ui.enlarge(pred.model_view(im), 192), caption=f"what the model sees ({pred.size}x{pred.size})",
                    width="content")
         with probs:
-            st.markdown(f"### {best['label']} · {best['probability']:.1%}")
+            st.markdown(f"### {ui.esc(best['label'])} · {best['probability']:.1%}")
             st.altair_chart(ui.probability_chart(top), width="stretch", key=f"pr_bars_{n}")
             if best["probability"] < ui.LOW_CONFIDENCE:
                 st.warning(f"Low confidence ({best['probability']:.0%}): the photo may show none of the classes this "

@@ -66,7 +66,7 @@ def do_delete() -> None:
 st.title("Runs")
 kind, said = st.session_state.pop("rn_said", (None, ""))
 if kind:
-    getattr(st, kind)(said)  # the last rename or delete: done, or why not
+    getattr(st, kind)(ui.esc(said))  # the last rename or delete: done, or why not (names shown as text)
 rows = history.runs_table(ui.root())
 if not rows:
     ui.no_runs_message()
@@ -79,7 +79,7 @@ st.dataframe(pd.DataFrame([{"run": r["run"], "model": r["model"], "dataset": r["
              hide_index=True, width="stretch",
              column_config={"best val accuracy": st.column_config.NumberColumn(format="percent"),
                             "test accuracy": st.column_config.NumberColumn(format="percent")})
-st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} in `{ui.root()}`, newest first.")
+st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} in {ui.esc(ui.root())}, newest first.")
 
 st.subheader("Rename or delete a run")
 by_name = {r["run"]: r for r in rows}
@@ -94,10 +94,10 @@ with rename_col.container(border=True):
     st.text_input("New name", key="rn_new", max_chars=64,
                   help="Letters, digits, - and _, starting with a letter or digit. Its model card and any sweep "
                        "that lists it follow the new name.")
-    st.checkbox(f"Yes, rename {name}", key="rn_confirm_rename")
+    st.checkbox(f"Yes, rename {ui.esc(name)}", key="rn_confirm_rename")
     st.button("Rename", key="rn_rename", icon=":material/edit:", on_click=do_rename)
 with delete_col.container(border=True):
     st.markdown("**Delete**")
-    st.text_input(f"Type {name} to confirm", key="rn_confirm_delete",
+    st.text_input(f"Type {ui.esc(name)} to confirm", key="rn_confirm_delete",
                   help="Deletes the run's folder with its checkpoints, metrics, model card and exports.")
     st.button("Delete for good", key="rn_delete", icon=":material/delete:", type="primary", on_click=do_delete)

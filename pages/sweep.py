@@ -50,27 +50,27 @@ def job_panel(job_id: str) -> None:
     if job is None:
         return
     icon = ui.STATE_ICONS.get(job.state, "•")
-    st.markdown(f"#### {icon} {job.state.replace('_', ' ').capitalize()}: sweep **{job.run}**, "
+    st.markdown(f"#### {icon} {job.state.replace('_', ' ').capitalize()}: sweep **{ui.esc(job.run)}**, "
                 f"{len(job.runs)} runs on {job.device}")
     if job.state == "queued":
         st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue. It starts by itself.")
     elif job.state == "running":
         p = job.progress()
-        text = (f"run {p['index']} of {p['total']}: {p['run']}" + (f" · epoch {p['epoch']}/{p['epochs']} · batch "
-                                                                   f"{p['batch']}/{p['batches']}" if "epoch" in p
-                                                                   else " · starting")) if p else "starting…"
+        where = (f" · epoch {p['epoch']}/{p['epochs']} · batch {p['batch']}/{p['batches']}" if "epoch" in p
+                 else " · starting")
+        text = f"run {p['index']} of {p['total']}: {ui.esc(p['run'])}{where}" if p else "starting…"
         st.progress(job.fraction_done(), text=text)
         c1, c2, c3 = st.columns(3)
         c1.metric("Run", f"{p.get('index', '–')} / {len(job.runs)}")
         c2.metric("Epoch", f"{p.get('epoch', '–')} / {job.epochs}")
         c3.metric("Time left", ui.duration(job.eta_seconds()))
     elif job.state == "finished":
-        (st.warning if job.message else st.success)(f"Sweep {job.run} finished"
-                                                     + (f": {job.message}." if job.message else "."))
+        (st.warning if job.message else st.success)(f"Sweep {ui.esc(job.run)} finished"
+                                                     + (f": {ui.esc(job.message)}." if job.message else "."))
     elif job.state == "cancelled":
-        st.info(f"Cancelled: {job.message}.")
+        st.info(f"Cancelled: {ui.esc(job.message)}.")
     else:
-        st.error(f"{job.state.capitalize()}: {job.message or 'no message'}")
+        st.error(f"{job.state.capitalize()}: {ui.esc(job.message or 'no message')}")
     if job.active:
         stopping = job.message.startswith("stopping")
         if st.button("Force stop" if stopping else "Cancel", key=f"sw_cancel_{job.id}", icon=":material/stop:",
@@ -87,7 +87,7 @@ def show_sweep(name: str) -> None:
     try:
         rows = read_sweep(name, ui.root())
     except CnnError as e:
-        st.error(str(e))
+        ui.error(e)
         return
     keys = swept_keys(rows)
     table = pd.DataFrame(rows)
@@ -154,14 +154,15 @@ try:
                        **{f: st.session_state[f"sw_{f}"] for f in ("epochs", "max_batches", "train_subset")})
     plan = jobs.plan_sweep_job(grid, base, st.session_state.sw_name.strip() or None, ui.root())
 except CnnError as e:
-    st.error(str(e))
+    ui.error(e)
 
 if plan is not None:
     n = len(plan.runs)
     c1, c2 = st.columns(2)
     c1.metric("Runs in this grid", n, help=" × ".join(f"{len(v)} {k}" for k, v in plan.grid.items()))
     c2.metric("Epochs in all", n * st.session_state.sw_epochs)
-    st.caption(f"Sweep **{plan.name}**: runs {plan.runs[0]}" + (f" … {plan.runs[-1]}" if n > 1 else "")
+    st.caption(f"Sweep **{ui.esc(plan.name)}**: runs {ui.esc(plan.runs[0])}"
+               + (f" … {ui.esc(plan.runs[-1])}" if n > 1 else "")
                + (". Runs that already finished are skipped." if sweep_dir(plan.name, ui.root()).is_dir() else "."))
     busy = manager.running(str(pick_device(base.device)))
     if st.button("Queue sweep" if busy else "Start sweep", type="primary", key="sw_start",
@@ -171,12 +172,12 @@ if plan is not None:
             st.session_state.sw_job, st.session_state.sw_view = new.id, new.run
             st.rerun()
         except CnnError as e:
-            st.error(str(e))
+            ui.error(e)
 
 st.subheader("Sweeps")
 sweeps = {s["name"]: s for s in list_sweeps(ui.root())}
 if not sweeps:
-    st.caption(f"No sweeps in `{ui.root() / 'sweeps'}` yet.")
+    st.caption(f"No sweeps in {ui.esc(ui.root() / 'sweeps')} yet.")
     st.stop()
 if st.session_state.get("sw_view") not in sweeps:
     st.session_state.pop("sw_view", None)

@@ -78,13 +78,13 @@ def zip_dataset() -> str | None:
     try:
         info = import_zip(up.getvalue())
     except CnnError as e:
-        st.error(str(e))
+        ui.error(e)
         return None
     counts = info["counts"]
     st.dataframe(pd.DataFrame([{"class": c, **{s: counts[s].get(c, 0) for s in counts}} for c in info["classes"]]),
                  hide_index=True)
     for note in info["notes"]:
-        (st.warning if note.startswith("warning") else st.caption)(note)
+        (st.warning if note.startswith("warning") else st.caption)(ui.esc(note))
     return f"folder:{info['path']}"
 
 
@@ -105,12 +105,12 @@ def current_job(manager: jobs.JobManager) -> jobs.Job | None:
 
 def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
     icon = ui.STATE_ICONS.get(job.state, "•")
-    what = f"{'resuming' if job.resume else 'training'} **{job.run}** on {job.device}"
+    what = f"{'resuming' if job.resume else 'training'} **{ui.esc(job.run)}** on {job.device}"
     st.markdown(f"#### {icon} {job.state.replace('_', ' ').capitalize()}: {what}")
     if job.state == "queued":
         ahead = manager.running(job.device)
         st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue"
-                + (f", behind {ahead[0].run} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
+                + (f", behind {ui.esc(ahead[0].run)} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
                 + ". It starts by itself; you can close this tab.")
         if st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
             manager.cancel(job.id)
@@ -122,7 +122,7 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
             st.progress(job.fraction_done(), text=f"epoch {p['epoch']}/{p['epochs']} · batch {p['batch']}/"
                                                   f"{p['batches']} · loss {p['loss']:.4f}")
         else:
-            st.progress(0.0, text=str(status.get("message") or "starting") + "…")
+            st.progress(0.0, text=ui.esc(status.get("message") or "starting") + "…")
         c1, c2, c3 = st.columns(3)
         c1.metric("Epoch", f"{p.get('epoch', job.start_epoch)} / {job.epochs}")
         c2.metric("Elapsed", ui.duration(time.time() - job.started if job.started else None))
@@ -152,7 +152,7 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.info("Cancelled." + (" Resume it below to continue from its last finished epoch." if resumable else
                                 " It had not finished an epoch, so there is nothing to resume."))
     else:
-        st.error(f"{job.state.capitalize()}: {job.message or 'no message'}")
+        st.error(f"{job.state.capitalize()}: {ui.esc(job.message or 'no message')}")
     if job.state != "queued":
         ui.show_curves(job.metrics(), key=f"tr_curves_{job.id}")
 
@@ -182,7 +182,7 @@ try:
     st.caption(f"Training runs on **{device_name(pick_device('auto'))}**, one job at a time per device; "
                "later requests wait in a queue.")
 except CnnError as e:
-    st.error(str(e))
+    ui.error(e)
 
 job = current_job(manager)
 if job is not None:
@@ -238,7 +238,7 @@ try:
                       **{n: st.session_state[f"tr_{n}"] for n in OPTIONS if f"tr_{n}" in st.session_state})
 except (CnnError, TypeError) as e:
     if dataset is not None:  # None: a refused zip, whose reason is on the page already
-        st.error(str(e))
+        ui.error(e)
 
 estimate: Estimate | None = None
 if cfg is not None:
@@ -248,7 +248,7 @@ if cfg is not None:
     try:
         estimate = size_up(timing_key, False)
     except CnnError as e:
-        st.error(str(e))
+        ui.error(e)
         cfg = None
 if estimate is not None and cfg is not None:
     c1, c2, c3 = st.columns(3)
@@ -273,12 +273,12 @@ if estimate is not None and cfg is not None:
                     st.session_state.setdefault("tr_timing", {})[str(timing_key)] = t
                     st.rerun()
                 except CnnError as e:
-                    st.error(str(e))
+                    ui.error(e)
 
     busy = manager.running(str(pick_device(cfg.device)))
     label = "Queue training" if busy else "Start training"
     if busy:
-        st.caption(f"{busy[0].device} is busy with {busy[0].run}; a new run waits for it "
+        st.caption(f"{busy[0].device} is busy with {ui.esc(busy[0].run)}; a new run waits for it "
                    f"({len(manager.queued(busy[0].device))} already waiting).")
     if st.button(label, type="primary", key="tr_start", icon=":material/play_arrow:"):
         try:
@@ -286,7 +286,7 @@ if estimate is not None and cfg is not None:
             st.session_state.tr_job = new.id
             st.rerun()
         except CnnError as e:
-            st.error(str(e))
+            ui.error(e)
 
 # ---------------------------------------------------------------------------------- resume, queue, history
 
@@ -304,12 +304,12 @@ if resumable:
             st.session_state.tr_job = manager.resume(name, nproc=nproc).id
             st.rerun()
         except CnnError as e:
-            st.error(str(e))
+            ui.error(e)
 
 elsewhere = [r for r in runs if r.state == "running" and r.name not in active_runs]
 if elsewhere:
     st.caption("Also training (started from a terminal or an earlier server): "
-               + ", ".join(f"{r.name} ({r.run.progress().get('epoch', '?')}/"
+               + ", ".join(f"{ui.esc(r.name)} ({r.run.progress().get('epoch', '?')}/"
                            f"{r.run.config().get('epochs', '?')} epochs)" for r in elsewhere))
 
 history = manager.jobs()
@@ -321,6 +321,6 @@ if history:
                                     "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}
                                    for j in history]), hide_index=True)
         for j in manager.queued():
-            if st.button(f"Remove {j.run} from the queue", key=f"tr_dequeue_{j.id}"):
+            if st.button(f"Remove {ui.esc(j.run)} from the queue", key=f"tr_dequeue_{j.id}"):
                 manager.cancel(j.id)
                 st.rerun()

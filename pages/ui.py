@@ -5,6 +5,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,24 @@ STATE_ICONS = {"finished": ":material/check_circle:", "stopped_early": ":materia
                "running": ":material/progress_activity:", "queued": ":material/schedule:",
                "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:",
                "diverged": ":material/error:", "failed": ":material/error:", "unusable": ":material/block:"}
+
+
+# ------------------------------------------------------------------------------------------ text, not markdown
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|:<>~$=^&])")
+
+
+def esc(value: Any) -> str:
+    """``value`` to put inside markdown (alerts, captions, labels) so that it shows as itself: a class folder
+    named ``[Free answers](https://...)`` or ``![x](https://...)`` stays those characters, never a link, an image
+    fetched from elsewhere, emphasis or a colour directive. Every user-controlled name, path and message
+    goes through here (or through st.text / a dataframe cell, which are text already)."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def error(e: Exception | str) -> None:
+    """A one-line error whose text (it may quote a path, a class or a file name) is shown as text."""
+    st.error(esc(e))
 
 
 # ---------------------------------------------------------------------------------------------- the router
@@ -82,7 +101,7 @@ def run_label(run: RunInfo) -> str:
 
 
 def no_runs_message() -> None:
-    st.info(f"There are no trained runs in `{root()}` yet. Train one on the **Train** page (LeNet-5 on the "
+    st.info(f"There are no trained runs in {esc(root())} yet. Train one on the **Train** page (LeNet-5 on the "
             "bundled *digits* dataset takes under a minute), or from a terminal: "
             "`python -m cnn_core train --model lenet5 --dataset digits --epochs 10`.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
@@ -126,7 +145,7 @@ def load_predictor(run: RunInfo) -> Predictor | None:
     try:
         return predictor(run.name, str(root()), checkpoint_mtime(run.path))
     except CnnError as e:
-        st.error(f"Run **{run.name}** cannot be used: {e}")
+        st.error(f"Run **{esc(run.name)}** cannot be used: {esc(e)}")
         return None
 
 
@@ -134,7 +153,7 @@ def load_evaluation(run: RunInfo, split: str = "test") -> dict[str, Any] | None:
     try:
         return evaluation(run.name, str(root()), checkpoint_mtime(run.path), split)
     except CnnError as e:
-        st.error(f"Run **{run.name}** cannot be evaluated: {e}")
+        st.error(f"Run **{esc(run.name)}** cannot be evaluated: {esc(e)}")
         return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,20 @@ def marks(spec: dict[str, Any]) -> set[str]:
     return {(m["mark"]["type"] if isinstance(m["mark"], dict) else m["mark"]) for m in layers if "mark" in m}
 
 
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|:<>~$=^&])")
+
+
+def shown(element: Any) -> str:
+    """What a markdown element (alert, caption, markdown) shows: its source with the page's backslash escapes of
+    user-controlled text (pages/ui.esc) undone."""
+    return _ESCAPED.sub(r"\1", str(element.value))
+
+
 def texts(at: AppTest) -> str:
     """Everything written on the page as markdown, captions, alerts and headings, for 'does it say X'."""
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader")
+    parts = [shown(e) for kind in ("markdown", "caption", "error", "warning", "info", "success", "title", "subheader")
              for e in at.get(kind)]
-    return "\n".join(str(p) for p in parts)
+    return "\n".join(parts)
 
 
 def digit_png(index: int = 0) -> tuple[bytes, str]:

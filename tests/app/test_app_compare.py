@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_util import chart_data, charts, digit_png, open_page, texts
+from app_util import chart_data, charts, digit_png, open_page, shown, texts
 
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run
@@ -75,7 +75,7 @@ def test_runs_with_different_classes_are_not_subtracted(app_env, monkeypatch):
         ui.evaluation.clear()
     assert not at.exception
     assert "different classes" in texts(at)
-    assert any("broken-ckpt" in e.value for e in at.error)  # reported, and the other two still compared
+    assert any("broken-ckpt" in shown(e) for e in at.error)  # reported, and the other two still compared
     assert len(at.dataframe[0].value) == 3
 
 
@@ -85,7 +85,7 @@ def test_fewer_than_two_runs_explains(tmp_path, monkeypatch, digits_run):
     shutil.copytree(digits_run, tmp_path / "only" / digits_run.name)
     monkeypatch.setenv("CNN_CHECKPOINTS", str(tmp_path / "only"))
     at = open_page("compare")
-    assert "at least two" in at.info[0].value and not at.dataframe
+    assert "at least two" in shown(at.info[0]) and not at.dataframe
 
 
 def test_a_whole_sweep_can_be_loaded(runs, digits_run):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_util import chart_data, chart_spec, charts, marks, open_page, record_downloads, texts
+from app_util import chart_data, chart_spec, charts, marks, open_page, record_downloads, shown, texts
 
 from cnn_core.evaluation.reports import evaluate_run
 
@@ -59,7 +59,7 @@ def test_a_run_without_checkpoint_and_a_broken_checkpoint_are_explained_not_cras
     assert "has no checkpoint yet" in texts(at) and "no such folder" in texts(at)
     at.selectbox(key="ev_run").set_value("broken-ckpt").run()
     assert not at.exception
-    assert any("cannot be evaluated" in e.value and "not readable" in e.value for e in at.error)
+    assert any("cannot be evaluated" in shown(e) and "not readable" in shown(e) for e in at.error)
     at.selectbox(key="ev_run").set_value("digits-simple").run()  # and the page still works afterwards
     assert not at.exception and not at.error and len(at.metric) == 4
 
@@ -67,7 +67,7 @@ def test_a_run_without_checkpoint_and_a_broken_checkpoint_are_explained_not_cras
 def test_no_runs_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_CHECKPOINTS", str(tmp_path / "empty"))
     at = open_page("evaluate")
-    assert "no trained runs" in at.info[0].value and "Train" in at.info[0].value
+    assert "no trained runs" in shown(at.info[0]) and "Train" in shown(at.info[0])
     assert not at.metric
 
 
@@ -119,5 +119,5 @@ def test_missing_onnx_packages_are_said_in_one_line(own_run, monkeypatch):
     monkeypatch.setattr(export, "missing_packages", lambda fmt: ["onnxscript"] if fmt == "onnx" else [])
     at = open_page("evaluate")
     assert not at.exception and at.button(key="ev_export_onnx").disabled and not at.button(key="ev_export_pt2").disabled
-    said = [c.value for c in at.caption if "onnxscript" in c.value]
-    assert said == ["Needs onnxscript: `pip install onnx onnxscript onnxruntime`."]
+    said = [shown(c) for c in at.caption if "onnxscript" in c.value]
+    assert said == ["Needs onnxscript: `.venv/bin/pip install onnx onnxscript onnxruntime` (into the project's venv)."]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from app_util import chart_data, charts, digit_png, jpeg, open_page, texts
+from app_util import chart_data, charts, digit_png, jpeg, open_page, shown, texts
 from PIL import Image
 
 from cnn_core.evaluation.predictor import Predictor
@@ -28,7 +28,7 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
                                                 ("empty.png", b"", "image/png"),
                                                 ("cut.jpg", jpeg()[:300], "image/jpeg")]).run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e) for e in at.error]
     assert len(errors) == 3
     assert "notes.jpg" in errors[0] and "not an image file this app can read" in errors[0]
     assert "empty.png" in errors[1] and "empty" in errors[1]
@@ -49,7 +49,7 @@ def test_low_confidence_is_flagged(app_env, monkeypatch):
                                                                      {"label": "1", "probability": 0.29}]])
     at = open_page("predict")
     at.file_uploader(key="pr_files").set_value(("blob.png", digit_png(0)[0], "image/png")).run()
-    assert any("Low confidence (31%)" in w.value for w in at.warning)
+    assert any("Low confidence (31%)" in shown(w) for w in at.warning)
 
 
 def test_camera_photo_is_classified(app_env):
@@ -70,4 +70,4 @@ def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
     assert "broken-ckpt" in options and "failed-run" not in options  # no checkpoint, nothing to predict with
     at.selectbox(key="pr_run").set_value("broken-ckpt").run()
     assert not at.exception
-    assert "cannot be used" in at.error[0].value and "not readable" in at.error[0].value
+    assert "cannot be used" in shown(at.error[0]) and "not readable" in shown(at.error[0])

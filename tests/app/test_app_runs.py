@@ -7,7 +7,7 @@ import shutil
 import sys
 
 import pytest
-from app_util import open_page, texts
+from app_util import open_page, shown, texts
 from test_app_train import TINY, managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
 from cnn_core.config import TrainConfig
@@ -37,19 +37,19 @@ def test_rename_needs_the_tick_and_a_valid_free_name(two_runs):
     at.selectbox(key="rn_run").set_value("alpha").run()
     at.text_input(key="rn_new").set_value("gamma").run()
     at.button(key="rn_rename").click().run()
-    assert "Tick" in at.warning[0].value and (two_runs / "alpha").is_dir()  # not confirmed: nothing happens
+    assert "Tick" in shown(at.warning[0]) and (two_runs / "alpha").is_dir()  # not confirmed: nothing happens
 
     at.checkbox(key="rn_confirm_rename").check().run()
     for bad, said in [("../gamma", "run name '../gamma' is not allowed"), ("beta", "the name 'beta' is taken")]:
         at.text_input(key="rn_new").set_value(bad).run()
         at.button(key="rn_rename").click().run()
-        assert len(at.error) == 1 and at.error[0].value.startswith(said) and "\n" not in at.error[0].value
+        assert len(at.error) == 1 and shown(at.error[0]).startswith(said) and "\n" not in shown(at.error[0])
     assert sorted(p.name for p in two_runs.iterdir()) == ["alpha", "beta"]
     assert not (two_runs.parent / "gamma").exists()
 
     at.text_input(key="rn_new").set_value("gamma").run()
     at.button(key="rn_rename").click().run()
-    assert not at.exception and "Renamed alpha to gamma" in at.success[0].value
+    assert not at.exception and "Renamed alpha to gamma" in shown(at.success[0])
     assert sorted(p.name for p in two_runs.iterdir()) == ["beta", "gamma"]
     assert sorted(at.dataframe[0].value["run"]) == ["beta", "gamma"] and at.selectbox(key="rn_run").value == "gamma"
     assert read_json(two_runs / "gamma" / "status.json")["run"] == "gamma"  # renamed through cnn_core.history
@@ -59,14 +59,14 @@ def test_delete_needs_the_name_typed_and_removes_only_that_run(two_runs):
     at = open_page("runs")
     at.selectbox(key="rn_run").set_value("beta").run()
     at.button(key="rn_delete").click().run()
-    assert "Type the run's name, beta" in at.warning[0].value and (two_runs / "beta").is_dir()
+    assert "Type the run's name, beta" in shown(at.warning[0]) and (two_runs / "beta").is_dir()
     at.text_input(key="rn_confirm_delete").set_value("alpha").run()  # another run's name is no confirmation
     at.button(key="rn_delete").click().run()
     assert at.warning and (two_runs / "alpha").is_dir() and (two_runs / "beta").is_dir()
 
     at.text_input(key="rn_confirm_delete").set_value("beta").run()
     at.button(key="rn_delete").click().run()
-    assert not at.exception and "Deleted beta" in at.success[0].value
+    assert not at.exception and "Deleted beta" in shown(at.success[0])
     assert [p.name for p in two_runs.iterdir()] == ["alpha"] and list(at.dataframe[0].value["run"]) == ["alpha"]
 
 
@@ -78,11 +78,11 @@ def test_a_link_to_a_run_outside_the_root_is_refused_and_its_target_kept(two_run
     at.selectbox(key="rn_run").set_value("linked").run()
     at.text_input(key="rn_confirm_delete").set_value("linked").run()
     at.button(key="rn_delete").click().run()
-    assert "is a symbolic link" in at.error[0].value
+    assert "is a symbolic link" in shown(at.error[0])
     at.text_input(key="rn_new").set_value("moved").run()
     at.checkbox(key="rn_confirm_rename").check().run()
     at.button(key="rn_rename").click().run()
-    assert "is a symbolic link" in at.error[0].value
+    assert "is a symbolic link" in shown(at.error[0])
     assert (outside / "best.pt").is_file() and (two_runs / "linked").is_symlink() and not (two_runs / "moved").exists()
 
 
@@ -95,7 +95,7 @@ def test_a_run_a_job_is_training_is_refused_with_a_clear_message(two_runs, manag
     at.selectbox(key="rn_run").set_value("alpha-2").run()
     at.text_input(key="rn_confirm_delete").set_value("alpha-2").run()
     at.button(key="rn_delete").click().run()
-    assert "run alpha-2 is being trained (or waits in the queue)" in at.error[0].value
+    assert "run alpha-2 is being trained (or waits in the queue)" in shown(at.error[0])
     assert (two_runs / "alpha-2").is_dir()
 
 

@@ -4,7 +4,7 @@ a bad grid explained; sweeps already on disk listed without any job."""
 from __future__ import annotations
 
 import pytest
-from app_util import chart_data, chart_spec, charts, open_page, texts
+from app_util import chart_data, chart_spec, charts, open_page, shown, texts
 from test_app_train import managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
 from cnn_core.config import TrainConfig
@@ -75,12 +75,12 @@ def test_a_bad_grid_is_explained_and_nothing_starts(runs, managers):  # noqa: F8
     manager = managers()
     at = open_page("sweep")
     fill(at, model="lenet5", lr="0.05, fast")
-    assert [e.value for e in at.error] == ["cannot read '0.05, fast' as a list of float"]
+    assert [shown(e) for e in at.error] == ["cannot read '0.05, fast' as a list of float"]
     assert all(b.key != "sw_start" for b in at.button)
     fill(at, lr="0.05", optimizer=[])
-    assert [e.value for e in at.error] == ["sweep setting optimizer needs at least one value"]
+    assert [shown(e) for e in at.error] == ["sweep setting optimizer needs at least one value"]
     fill(at, optimizer=["sgd"], batch_size="32, 32")
-    assert "lists a value twice" in at.error[0].value
+    assert "lists a value twice" in shown(at.error[0])
     assert not manager.jobs()
 
 

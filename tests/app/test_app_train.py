@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 import pytest
-from app_util import chart_data, charts, jpeg, open_page, texts
+from app_util import chart_data, charts, jpeg, open_page, shown, texts
 from hooks_util import Hooks
 from PIL import Image
 
@@ -90,7 +90,7 @@ def test_a_tiny_run_started_from_the_page_is_followed_to_the_end(runs, managers)
     assert (cfg.model, cfg.dataset, cfg.epochs, cfg.max_batches) == ("lenet5", "digits", 2, 2)
     at.run()
     assert job.state == "finished"
-    assert "Test accuracy" in at.success[0].value
+    assert "Test accuracy" in shown(at.success[0])
     curves = [chart_data(c) for c in charts(at) if "epoch" in chart_data(c)]
     assert curves and sorted(set(curves[0]["epoch"])) == [1, 2]
 
@@ -126,9 +126,9 @@ def test_bad_options_are_explained_and_start_nothing(runs, managers):
     at = open_page("train")
     set_options(at, dataset="digits", name="no spaces please")
     at.button(key="tr_start").click().run()
-    assert any("is not allowed" in e.value for e in at.error) and not manager.jobs()
+    assert any("is not allowed" in shown(e) for e in at.error) and not manager.jobs()
     set_options(at, dataset="folder:…")
-    assert any("enter the folder" in e.value for e in at.error)
+    assert any("enter the folder" in shown(e) for e in at.error)
     assert not [b for b in at.button if b.key == "tr_start"]
 
 
@@ -185,14 +185,14 @@ def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(run
     manager = managers()  # the real CLI
     at = open_page("train")
     upload(at, PHOTOS, "../../etc/passwd.zip")  # the upload's name is never a path
-    assert not at.error, [e.value for e in at.error]
+    assert not at.error, [shown(e) for e in at.error]
     unpacked = list((data_root / "uploads").iterdir())
     assert len(unpacked) == 1 and unpacked[0].name.startswith("photos-")
     counts = next(d.value for d in at.dataframe if "class" in d.value.columns).set_index("class")
     assert counts.loc["red"].to_dict() == {"train": 6, "val": 1, "test": 1}
     assert counts.loc["blue"].to_dict() == {"train": 1, "val": 1, "test": 1}
     assert counts.loc["green"].sum() == 8
-    assert any("fewer than 5 images: blue (3)" in w.value for w in at.warning)
+    assert any("fewer than 5 images: blue (3)" in shown(w) for w in at.warning)
 
     again = open_page("train")  # the same zip again (another session): found, not unpacked a second time
     upload(again, PHOTOS, "copy.zip")
@@ -207,7 +207,7 @@ def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(run
     split = read_json(runs / "my-photos" / "split.json")
     assert split["classes"] == ["blue", "green", "red"] and split["counts"]["train"]["red"] == 6
     at.run()
-    assert "Test accuracy" in at.success[0].value
+    assert "Test accuracy" in shown(at.success[0])
 
 
 @pytest.mark.parametrize("entries, message", [
@@ -220,8 +220,8 @@ def test_a_hostile_or_single_class_zip_is_refused_in_one_line_and_writes_nothing
     managers(SLEEPER)
     at = open_page("train")
     upload(at, photo_zip(entries))
-    assert [e.value for e in at.error] == [at.error[0].value] and message in at.error[0].value  # one message
-    assert "\n" not in at.error[0].value
+    assert [shown(e) for e in at.error] == [shown(at.error[0])] and message in shown(at.error[0])  # one message
+    assert "\n" not in shown(at.error[0])
     assert not list(data_root.iterdir())  # not even an empty uploads/ folder
     assert not [b for b in at.button if b.key == "tr_start"]
 

@@ -256,3 +256,39 @@ def test_the_first_visitor_who_opens_a_page_directly_gets_it_under_the_router(e2
             no_error_boxes(pg)
         finally:
             pg.context.close()
+
+
+INJECTIONS = ["[Free exam answers, log in here](https:evil.example)", "![x](https:evil.example)"]
+
+
+def test_class_names_that_look_like_markdown_are_shown_as_text(browser, tmp_path):
+    """Class folders named like a link and an image (a classmate's upload) appear as those characters on Predict
+    and Evaluate: no link to click, nothing fetched from another host."""
+    from cnn_core.config import TrainConfig
+    from cnn_core.workflows.run import train_run
+
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(INJECTIONS):
+        (photos / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) // (k + 1)).save(
+                photos / name / f"{i}.png")
+    root = tmp_path / "checkpoints"
+    train_run(TrainConfig(model="lenet5", dataset=f"folder:{photos}", epochs=1, batch_size=4), name="inject",
+              root=root)
+    with serve(root, ARTIFACTS / "e2e-injection.log") as url:
+        pg = new_page(browser, viewport=DESKTOP)
+        try:
+            for path in ("predict", "evaluate"):
+                pg.goto(f"{url}/{path}")
+                settle(pg)
+                body = pg.locator('[data-testid="stMain"]')
+                assert pg.locator('a[href*="evil"]').count() == 0, path
+                assert pg.locator('img[src*="evil"]').count() == 0, path
+                if path == "predict":  # the caption lists the classes, as typed
+                    assert INJECTIONS[0] in body.inner_text() and INJECTIONS[1] in body.inner_text()
+                no_error_boxes(pg)
+            shoot(pg, "injection-evaluate")
+        finally:
+            pg.context.close()
