@@ -22,7 +22,7 @@ $(VENV)/.installed-test: requirements-test.lock $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/streamlit run streamlit_app.py --server.port $(PORT)
+	$(BIN)/python scripts/serve.py --port $(PORT)
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -77,6 +77,7 @@ def home() -> None:
 st.set_page_config(page_title="CNN classroom lab", page_icon=":material/neurology:", layout="wide")
 nav = st.navigation([st.Page(home, title="Home", icon=":material/home:", default=True)]
                     + [st.Page(p, title=t, icon=i, url_path=u) for p, t, i, u, _ in PAGES])
+ui.claim_operator()
 if goto := ui.routed():  # a first visit that opened a page directly (see ui.require_router)
     st.switch_page(goto)
 nav.run()

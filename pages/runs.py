@@ -28,6 +28,8 @@ def busy_message(name: str) -> str | None:
 def do_rename() -> None:
     """Button callback (before the rerun, so it may reset the widgets); its verdict goes to rn_said."""
     ss = st.session_state
+    if not ui.is_operator():  # the form is not shown to visitors; this holds even if a request says otherwise
+        return
     name = ss.rn_run
     if not ss.rn_confirm_rename:
         ss.rn_said = ("warning", f"Tick “Yes, rename {name}” first.")
@@ -46,6 +48,8 @@ def do_rename() -> None:
 
 def do_delete() -> None:
     ss = st.session_state
+    if not ui.is_operator():
+        return
     name = ss.rn_run
     if ss.rn_confirm_delete.strip() != name:
         ss.rn_said = ("warning", f"Type the run's name, {name}, to confirm.")
@@ -82,6 +86,10 @@ st.dataframe(pd.DataFrame([{"run": r["run"], "model": r["model"], "dataset": r["
 st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} in {ui.esc(ui.root())}, newest first.")
 
 st.subheader("Rename or delete a run")
+if not ui.is_operator():
+    ui.visitor_note("browse every run here and evaluate, compare and predict with them",
+                    "rename or delete runs")
+    st.stop()
 by_name = {r["run"]: r for r in rows}
 if st.session_state.get("rn_run") not in by_name:
     st.session_state.pop("rn_run", None)  # renamed or deleted meanwhile

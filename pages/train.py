@@ -178,6 +178,8 @@ if "tr_model" not in st.session_state:
     st.session_state.tr_dataset = (present or list_datasets())[0]
 
 st.title("Train")
+ui.visitor_note("train on the built-in datasets or a zip of your own photos and cancel your own jobs",
+                "train on folders of the server or stop other people's jobs")
 try:
     st.caption(f"Training runs on **{device_name(pick_device('auto'))}**, one job at a time per device; "
                "later requests wait in a queue.")
@@ -196,7 +198,10 @@ st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_p
              format_func=lambda n: n or "—", help="Named sets of options; you can change any of them afterwards.")
 left, right = st.columns(2)
 with left:
-    choice = st.selectbox("Dataset", list_datasets() + [UPLOAD, FOLDER], key="tr_dataset", format_func=dataset_label)
+    sources = list_datasets() + [UPLOAD] + ([FOLDER] if ui.is_operator() else [])  # server folders: the operator's
+    if st.session_state.get("tr_dataset") not in sources:
+        st.session_state.pop("tr_dataset", None)
+    choice = st.selectbox("Dataset", sources, key="tr_dataset", format_func=dataset_label)
     dataset = choice
     if choice == UPLOAD:
         dataset = zip_dataset()

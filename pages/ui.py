@@ -6,6 +6,8 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 from __future__ import annotations
 
 import re
+import secrets
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cnn_core.config import train_config as config
+from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run, split_images
@@ -50,6 +53,51 @@ def esc(value: Any) -> str:
 def error(e: Exception | str) -> None:
     """A one-line error whose text (it may quote a path, a class or a file name) is shown as text."""
     st.error(esc(e))
+
+
+# ------------------------------------------------------------------------------------------------- roles
+
+OPERATOR, VISITOR_ID = "_ui_operator", "_ui_visitor"
+
+
+@st.cache_resource(show_spinner=False)
+def _own_token() -> str:
+    """The operator secret when the server was started without scripts/serve.py (plain `streamlit run`): made
+    once per server process and printed to its terminal, so only the person at that terminal can use it."""
+    token = secrets.token_urlsafe(18)
+    print(f"cnn_core: the operator link is this server's address with ?operator={token}", file=sys.stderr,
+          flush=True)
+    return token
+
+
+def claim_operator() -> None:
+    """On every run (the router calls it): a session that opened the operator link (``?operator=SECRET``) is the
+    operator's from then on; the secret then leaves the address bar, so a shared screen does not show it."""
+    given = st.query_params.get("operator")
+    if given is None:
+        return
+    token = settings.operator_token() or _own_token()
+    if secrets.compare_digest(str(given), token):
+        st.session_state[OPERATOR] = True
+    del st.query_params["operator"]
+
+
+def is_operator() -> bool:
+    return bool(st.session_state.get(OPERATOR))
+
+
+def visitor_id() -> str:
+    """This browser session's id: whose jobs are whose."""
+    if VISITOR_ID not in st.session_state:
+        st.session_state[VISITOR_ID] = secrets.token_hex(8)
+    return st.session_state[VISITOR_ID]
+
+
+def visitor_note(can: str, cannot: str) -> None:
+    """One line telling a visitor what this page lets them do, instead of buttons that would fail."""
+    if not is_operator():
+        st.caption(f":material/person: You are a visitor: you can {can}. Only the operator (the student who "
+                   f"started this server) can {cannot}.")
 
 
 # ---------------------------------------------------------------------------------------------- the router

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,9 +21,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the pages import pages and cnn_core from the repository root
 
 
-def open_page(page: str | None = None, timeout: float = 180) -> AppTest:
-    """Run the app's entry script (st.navigation), then switch to ``pages/<page>.py``; no exception allowed."""
+OPERATOR_TOKEN = "test-operator-secret"
+
+
+def open_page(page: str | None = None, timeout: float = 180, operator: bool = True) -> AppTest:
+    """Run the app's entry script (st.navigation), then switch to ``pages/<page>.py``; no exception allowed.
+    ``operator``: the session opened the operator link (else it is a visitor's)."""
+    os.environ["CNN_OPERATOR_TOKEN"] = OPERATOR_TOKEN
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=timeout)
+    if operator:
+        at.query_params["operator"] = OPERATOR_TOKEN
     at.run()
     if page:
         at.switch_page(f"pages/{page}.py").run()

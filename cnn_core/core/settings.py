@@ -7,6 +7,7 @@
 | CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
 | CNN_STATE_DIR | the app's own state: uploads, device locks, limits | ./.cnn_state |
 | CNN_DATA_ROOTS | folders (``:``-separated) whose photo folders visitors may train on | data dir + uploads |
+| CNN_OPERATOR_TOKEN | the secret in the operator's link (scripts/serve.py makes it at start) | none |
 | CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
 | CNN_DEBUG | the CLI shows tracebacks of unexpected errors | off |
 | CNN_DDP_RECORD | a folder where each distributed rank records its shards (tests) | off |
@@ -50,6 +51,11 @@ def data_roots() -> list[Path]:
     folders the app offers to visitors."""
     given = [Path(p) for p in os.environ.get("CNN_DATA_ROOTS", "").split(os.pathsep) if p]
     return given or [data_dir(), uploads_dir()]
+
+
+def operator_token() -> str | None:
+    """$CNN_OPERATOR_TOKEN: the app's operator secret, made by scripts/serve.py when the server starts."""
+    return os.environ.get("CNN_OPERATOR_TOKEN") or None
 
 
 def usable_cores() -> int:

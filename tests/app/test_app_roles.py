@@ -1,0 +1,35 @@
+"""Two roles: the operator (who opened the link with the server's secret) and visitors (everyone else)."""
+
+from __future__ import annotations
+
+from app_util import OPERATOR_TOKEN, open_page, texts
+from test_app_runs import two_runs  # noqa: F401  (the fixture)
+
+
+def test_a_visitor_sees_the_runs_but_no_rename_or_delete(two_runs):  # noqa: F811
+    at = open_page("runs", operator=False)
+    assert not at.exception and list(at.dataframe[0].value["run"]) == ["beta", "alpha"]
+    assert not [b for b in at.button if b.key in ("rn_rename", "rn_delete")]
+    assert "You are a visitor" in texts(at) and "rename or delete runs" in texts(at)
+
+
+def test_the_operator_link_makes_the_operator_and_leaves_the_address_bar(two_runs):  # noqa: F811
+    at = open_page("runs", operator=True)
+    assert [b.key for b in at.button if b.key in ("rn_rename", "rn_delete")] == ["rn_rename", "rn_delete"]
+    assert "operator" not in at.query_params and "You are a visitor" not in texts(at)
+
+
+def test_a_wrong_secret_is_a_visitor(two_runs):  # noqa: F811
+    at = open_page(operator=False)
+    at.query_params["operator"] = OPERATOR_TOKEN + "x"
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert not [b for b in at.button if b.key == "rn_delete"] and "operator" not in at.query_params
+
+
+def test_only_the_operator_may_train_on_a_folder_of_the_server(runs):
+    visitor = open_page("train", operator=False).selectbox(key="tr_dataset").options
+    assert not any("a folder of class subfolders" in o for o in visitor)
+    assert any("upload a zip" in o for o in visitor)  # their own photos, uploaded
+    operator = open_page("train", operator=True).selectbox(key="tr_dataset").options
+    assert any("a folder of class subfolders" in o for o in operator)
