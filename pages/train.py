@@ -19,6 +19,7 @@ from cnn_core.data.uploads import import_zip
 from cnn_core.engine import distributed
 from cnn_core.engine.device import device_name, pick_device
 from cnn_core.imaging.loader import MAX_BYTES
+from cnn_core.jobs import estimate as estimates
 from cnn_core.jobs import manager as jobs
 from cnn_core.models import get_spec, list_models, make_config
 from cnn_core.runs.rundir import FINISHED, RESUMABLE, list_runs
@@ -33,8 +34,9 @@ OPTIONS = [n for n in FIELDS if n not in ("model", "dataset", "preset", "extra")
 
 
 @st.cache_data(max_entries=64, show_spinner="Sizing up the model on this dataset…")
-def size_up(cfg: dict, measure: bool) -> Estimate:
-    return estimate_epoch(TrainConfig.from_dict(cfg), measure=measure)
+def size_up(cfg: dict) -> Estimate:
+    """Parameters and batches (nothing trains here: timing runs in a subprocess, jobs.estimate)."""
+    return estimate_epoch(TrainConfig.from_dict(cfg), measure=False)
 
 
 def apply_options(cfg: TrainConfig) -> None:
@@ -251,7 +253,7 @@ if cfg is not None:
                   if k in ("model", "dataset", "batch_size", "augment", "input_size", "train_subset", "max_batches",
                            "precision", "device", "val_fraction", "seed", "optimizer")}
     try:
-        estimate = size_up(timing_key, False)
+        estimate = size_up(timing_key)
     except CnnError as e:
         ui.error(e)
         cfg = None
@@ -272,9 +274,11 @@ if estimate is not None and cfg is not None:
     else:
         with c3:
             if st.button("Estimate time per epoch", key="tr_measure", icon=":material/timer:",
-                         help="Runs a few training steps on this server (a few seconds; longer for big models)."):
+                         help="Runs a few training steps in a separate process on this server (a few seconds; "
+                              "longer for big models)."):
                 try:
-                    t = size_up(timing_key, True).seconds_per_epoch
+                    with st.spinner("Timing a few training steps…"):
+                        t = estimates.measure(cfg)["seconds_per_epoch"]
                     st.session_state.setdefault("tr_timing", {})[str(timing_key)] = t
                     st.rerun()
                 except CnnError as e:

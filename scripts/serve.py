@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     token = os.environ.get("CNN_OPERATOR_TOKEN") or secrets.token_urlsafe(18)
     print(f"Operator (you; keep this link to yourself): http://localhost:{args.port}/?operator={token}", flush=True)
-    print(f"Classmates:                                  http://{lan_address()}:{args.port}", flush=True)
+    host = lan_address()
+    host = "<this computer's address on your network>" if host.startswith("127.") else host
+    print(f"Classmates:                                  http://{host}:{args.port}", flush=True)
     env = dict(os.environ, CNN_OPERATOR_TOKEN=token)
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.port", str(args.port),
            *args.streamlit_args]

@@ -18,6 +18,9 @@ from .loop import train_one_epoch
 from .optim import make_optimizer, make_scheduler
 
 VAL_COST = 1 / 3  # a forward pass costs about a third of forward + backward + step per image
+# One measured step sees at most this many input pixels (64 images of 224x224): a bigger batch is measured
+# on fewer images and scaled, so sizing up AlexNet at 224 px with batch 1,024 costs seconds, not minutes.
+MAX_STEP_PIXELS = 64 * 224 * 224
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Estimate:
     precision: str
     seconds_per_batch: float | None = None  # None when not measured
     seconds_per_epoch: float | None = None  # training batches plus the validation pass
+    measured_batch: int | None = None  # the batch the steps were timed on (smaller than the real one: scaled)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +65,8 @@ def estimate_epoch(cfg: TrainConfig, *, measure: bool = True, budget_seconds: fl
     import torch
 
     model = model.to(device, memory_format=torch.channels_last)
+    measured = max(1, min(cfg.batch_size, MAX_STEP_PIXELS // (prep.size * prep.size)))
+    train_b.batch_size = measured
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer, n_batches * cfg.epochs)
     scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
@@ -75,7 +81,8 @@ def estimate_epoch(cfg: TrainConfig, *, measure: bool = True, budget_seconds: fl
 
     warm = steps(1)  # first step pays for allocator and kernel selection
     k = max(1, min(8, n_batches, int(budget_seconds / max(warm, 1e-3))))
-    per_batch = steps(k) / k
+    per_batch = steps(k) / k * cfg.batch_size / measured  # time grows with the images per step
+    est.measured_batch = measured
     val_batches = est.val_images / cfg.batch_size
     max_val = cfg.max_batches * 1024 / cfg.batch_size if cfg.max_batches else val_batches  # fit caps val alike
     est.seconds_per_batch = per_batch

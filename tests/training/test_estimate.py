@@ -35,3 +35,15 @@ def test_model_table_covers_the_registry():
         spec = get_spec(r["model"])
         assert r["params"] == count_parameters(build_model(spec.name, 10, 3, spec.default_size))
         assert r["description"] == spec.description
+
+
+def test_a_huge_batch_is_timed_on_a_capped_step_and_scaled():
+    """Sizing up AlexNet at 224 px with batch 1,024 measures steps of at most MAX_STEP_PIXELS, not 1,024 images."""
+    from cnn_core.training.estimate import MAX_STEP_PIXELS
+
+    cfg = TrainConfig(model="alexnet", dataset="digits", batch_size=1024, input_size=224, precision="fp32",
+                      max_batches=2)
+    est = estimate_epoch(cfg, budget_seconds=0.1)
+    assert est.measured_batch == MAX_STEP_PIXELS // (224 * 224) < 1024
+    assert est.seconds_per_batch > 0
+
