@@ -210,7 +210,11 @@ with left:
     elif choice == FOLDER:
         path = st.text_input("Folder on the server", key="tr_folder", placeholder="/path/to/photos",
                              help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")
-        dataset = f"folder:{path.strip()}" if path.strip() else ""
+        if st.button("Use this folder", key="tr_folder_use", icon=":material/folder_open:",
+                     help="Reads the folder now (typing does not: a path is scanned only when you ask)."):
+            st.session_state.tr_folder_used = path.strip()
+        used = st.session_state.get("tr_folder_used")
+        dataset = f"folder:{used}" if used and used == path.strip() else ""
     st.selectbox("Model", list_models(), key="tr_model", on_change=on_model_change,
                  format_func=lambda n: f"{n} — {get_spec(n).description}",
                  help="Changing the model loads its recommended options.")
@@ -240,7 +244,7 @@ cfg: TrainConfig | None = None
 try:
     if not dataset:
         raise CnnError("upload a zip of your photos (one folder per class)" if choice == UPLOAD else
-                       "enter the folder that holds your photos (one subfolder per class)")
+                       "enter the folder that holds your photos (one subfolder per class), then press Use this folder")
     cfg = make_config(model=st.session_state.tr_model, dataset=dataset, preset=st.session_state.tr_preset,
                       **{n: st.session_state[f"tr_{n}"] for n in OPTIONS if f"tr_{n}" in st.session_state})
 except (CnnError, TypeError) as e:

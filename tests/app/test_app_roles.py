@@ -33,3 +33,19 @@ def test_only_the_operator_may_train_on_a_folder_of_the_server(runs):
     assert any("upload a zip" in o for o in visitor)  # their own photos, uploaded
     operator = open_page("train", operator=True).selectbox(key="tr_dataset").options
     assert any("a folder of class subfolders" in o for o in operator)
+
+
+def test_a_typed_path_is_not_read_until_the_operator_asks(runs, tmp_path, monkeypatch):
+    """Typing a path scans nothing (a path like / would walk the whole disk); the button does."""
+    from cnn_core.data import folders
+
+    scanned = []
+    real = folders.scan_folder
+    monkeypatch.setattr(folders, "scan_folder", lambda p, *a, **k: scanned.append(str(p)) or real(p, *a, **k))
+    at = open_page("train", operator=True)
+    options = at.selectbox(key="tr_dataset").options
+    at.selectbox(key="tr_dataset").set_value(next(o for o in options if "folder of class" in o)).run()
+    at.text_input(key="tr_folder").set_value(str(tmp_path)).run()
+    assert scanned == [] and "then press Use this folder" in texts(at)
+    at.button(key="tr_folder_use").click().run()
+    assert scanned == [str(tmp_path)] and "no class folders" in texts(at)  # read once asked, and said why not
