@@ -7,6 +7,7 @@ curve, and the exact command that trains the same run again.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 
 from ..config.argv import TUNING_FLAGS, config_args
 from ..config.train_config import TrainConfig
@@ -96,7 +96,7 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                 ["train time", f"{float(st.get('train_seconds', 0)):.1f} s (+ {float(st.get('data_seconds', 0)):.1f}"
                                " s loading data)"],
                 ["throughput", f"{float(st.get('images_per_second', 0)):,.0f} images/s"],
-                ["versions", f"torch {torch.__version__}, torchvision {torchvision.__version__}, cnn_core "
+                ["versions", f"torch {torch.__version__}, torchvision {importlib.metadata.version('torchvision')}, cnn_core "
                              f"{__version__}, Python {platform.python_version()} ({platform.machine()})"],
                 ["checkpoint", f"{path.name} (epoch {ckpt.get('epoch')}, saved by torch "
                                f"{ckpt.get('torch_version', '?')})"]]), ""]
