@@ -11,19 +11,13 @@ and resume then use exactly the same images, even after photos are added to the 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
-import shutil
-import stat
-import tempfile
-import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch

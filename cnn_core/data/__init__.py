@@ -1,0 +1,18 @@
+"""Layer 2: datasets. Importing this package registers the built-in datasets and ``folder:PATH``."""
+
+from . import builtin, folders  # noqa: F401  (registration side effect)
+from .registry import (
+    Dataset,
+    channel_stats,
+    data_dir,
+    dataset_info,
+    dataset_table,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+    register_prefix,
+    stratified_split,
+)
+
+__all__ = ["Dataset", "channel_stats", "data_dir", "dataset_info", "dataset_table", "list_datasets", "load_dataset",
+           "register_dataset", "register_prefix", "stratified_split"]

@@ -1,0 +1,141 @@
+"""Datasets as uint8 tensors: the registry of named datasets, ``prefix:ARG`` kinds (folder:PATH), loading, and
+the seeded stratified split.
+
+Every dataset becomes ``x`` of shape (N, C, H, W) dtype uint8 and ``y`` int64 (see ``cache`` for how they are
+decoded once and kept on disk).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core import settings
+from ..core.errors import DataError
+
+
+@dataclass
+class Dataset:
+    """A dataset's train and test parts as uint8 tensors (N, C, H, W)."""
+
+    name: str
+    classes: list[str]
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    flip: bool  # is a horizontal flip a label-preserving augmentation here (not for digits)
+    source: str  # where it was read from, for the record
+    x_val: torch.Tensor | None = None  # a validation split of its own (a folder's 8:1:1); None: carve from train
+    y_val: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)  # what the user should hear: skipped files, tiny classes
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def native_size(self) -> int:
+        return int(self.x_train.shape[-1])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    classes: int
+    flip: bool
+    loader: Callable[[Path, Path], Dataset]  # (data_dir, cache_dir) -> Dataset
+    locate: Callable[[Path], str | None]  # where it would be read from, None when absent and download is needed
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+_PREFIXES: dict[str, Callable[..., Dataset]] = {}  # "folder" -> loader(arg, data, cache, size[, split_file=])
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--data-dir, else $CNN_DATA_DIR, else ./data."""
+    return settings.data_dir(explicit)
+
+
+def list_datasets() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in _DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}, or folder:PATH")
+    return _DATASETS[name]
+
+
+def dataset_table(data_dir_: str | os.PathLike | None = None) -> list[dict[str, object]]:
+    """Every registered dataset, for a listing: name, description, whether it is here, and where (or what
+    happens when it is not)."""
+    ddir = data_dir(data_dir_)
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        where = info.locate(ddir)
+        rows.append({"dataset": name, "present": where is not None, "where": where or "not found (will try download)",
+                     "description": info.description})
+    return rows
+
+
+def register_prefix(prefix: str, loader: Callable[..., Dataset]) -> None:
+    """Datasets named ``prefix:ARG`` (e.g. folder:PATH) load through ``loader(ARG, data_dir, cache_dir, size)``,
+    plus ``split_file=`` when the caller has one (see load_dataset)."""
+    _PREFIXES[prefix] = loader
+
+
+def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_size: int = 32,
+                 split_file: Path | None = None) -> Dataset:
+    """Load a dataset by name; ``image_size`` only matters for datasets whose images vary in size.
+    ``split_file``: where a dataset that splits itself (folder:PATH) keeps a run's split, reused when present."""
+    ddir, cdir = data_dir(data_dir_), settings.cache_dir()
+    if ":" in name:
+        prefix, arg = name.split(":", 1)
+        if prefix not in _PREFIXES:
+            raise DataError(f"unknown dataset kind {prefix!r}; use one of: {', '.join(list_datasets())}, folder:PATH")
+        if split_file is not None:
+            return _PREFIXES[prefix](arg, ddir, cdir, image_size, split_file=split_file)
+        return _PREFIXES[prefix](arg, ddir, cdir, image_size)
+    return dataset_info(name).loader(ddir, cdir)
+
+
+def stratified_split(y: np.ndarray | torch.Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out) with ``fraction`` of each class held out, seeded; sorted for determinism."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and round(fraction * len(y)) >= len(counts[counts > 0]) else None
+    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(held)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, C, H, W) on the 0..1 scale, exact: from each channel's
+    histogram of the 256 byte values (one pass, no float copy of the images)."""
+    values = torch.arange(256, dtype=torch.float64) / 255
+    mean, std = [], []
+    for c in range(x.shape[1]):
+        hist = torch.bincount(x[:, c].reshape(-1), minlength=256).to(torch.float64)
+        n = hist.sum()
+        m = (hist * values).sum() / n
+        var = (hist * (values - m) ** 2).sum() / n
+        mean.append(round(float(m), 6))
+        std.append(round(max(float(var.clamp_min(1e-12).sqrt()), 1e-3), 6))
+    return mean, std
+
+
+def register_dataset(name: str, description: str, classes: int, flip: bool, loader: Callable[[Path, Path], Dataset],
+              locate: Callable[[Path], str | None]) -> None:
+    if name in _DATASETS:
+        raise ValueError(f"dataset {name!r} is already registered")
+    _DATASETS[name] = DatasetInfo(name, description, classes, flip, loader, locate)
