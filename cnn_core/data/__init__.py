@@ -12,7 +12,9 @@ from .registry import (
     register_dataset,
     register_prefix,
     stratified_split,
+    stratified_subset,
 )
 
 __all__ = ["Dataset", "channel_stats", "data_dir", "dataset_info", "dataset_table", "list_datasets", "load_dataset",
-           "register_dataset", "register_prefix", "stratified_split"]
+           "register_dataset", "register_prefix", "stratified_split",
+           "stratified_subset"]
