@@ -252,6 +252,15 @@ def _decode_one(path: Path, size: int) -> tuple[np.ndarray, bool] | None:
     return to_model_array(im, size, 3), im.mode == "L"
 
 
+def usable_files(scan: Scan, size: int = 32) -> set[str]:
+    """The scanned files the safe loader decodes as images (at ``size``: enough to prove they decode), for
+    checking a dataset before keeping it."""
+    paths = sorted({f for part in scan.files.values() for files in part.values() for f in files})
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        ok = list(pool.map(lambda f: _decode_one(scan.root / f, size) is not None, paths))
+    return {f for f, good in zip(paths, ok) if good}
+
+
 def _decode_folder(scan: Scan, size: int) -> dict[str, Any]:
     """Every file below the root at ``size``: x (N, C, size, size) of the readable ones, their paths, and the
     paths that were not usable images. One channel only when every photo is grayscale."""
