@@ -5,6 +5,10 @@ optionally ``val/``) parts that each hold the class subfolders. Without those pa
 class with a fixed seed. Every photo goes through the one safe loader (``images.load_image``) and is resized
 to the model's input side once; the decoded arrays are cached like the built-in datasets.
 
+A scan never leaves the folder and never blocks: only real subfolders and regular files count (symlinks, FIFOs,
+sockets and devices are skipped unopened), and it stops in one line above ``MAX_FOLDER_FILES`` files or
+``MAX_FOLDER_BYTES`` bytes. Which folders a visitor of the app may name is ``roots``' business, not this module's.
+
 A run keeps its split as ``split.json`` (relative file lists per split and class) in its folder: evaluation
 and resume then use exactly the same images, even after photos are added to the folder.
 """

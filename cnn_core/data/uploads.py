@@ -1,5 +1,6 @@
-"""Zip uploads of photo folders: unpacked safely (no ``../``, links, bombs or duplicates) into a folder named by
-the zip's content, ready for ``folder:PATH``."""
+"""Zip uploads of photo folders: unpacked safely (no ``../``, links, bombs, duplicates or names the file system
+cannot hold) into a folder of the app's state folder named by the zip's content, ready for ``folder:PATH``; kept
+only when trainable, with the least recently used uploads expiring to keep the folder under a total size."""
 
 from __future__ import annotations
 
