@@ -12,7 +12,10 @@ from .registry import (
     register_dataset,
     register_prefix,
     stratified_split,
+    stratified_subset,
 )
+from .roots import folder_datasets, resolve_under_roots
 
-__all__ = ["Dataset", "channel_stats", "data_dir", "dataset_info", "dataset_table", "list_datasets", "load_dataset", "register_dataset",
-           "register_prefix", "stratified_split"]
+__all__ = ["Dataset", "channel_stats", "data_dir", "dataset_info", "dataset_table", "folder_datasets", "list_datasets",
+           "load_dataset", "register_dataset", "register_prefix", "resolve_under_roots", "stratified_split",
+           "stratified_subset"]

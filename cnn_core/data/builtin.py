@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
-from .cache import read_folder_split, read_zip_split, to_dataset, cached_arrays, fingerprint
+from .cache import cached_arrays, fingerprint, read_folder_split, read_zip_split, to_dataset
 from .registry import Dataset, register_dataset, stratified_split
+
 
 @dataclass(frozen=True)
 class _Known:

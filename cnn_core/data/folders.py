@@ -5,25 +5,24 @@ optionally ``val/``) parts that each hold the class subfolders. Without those pa
 class with a fixed seed. Every photo goes through the one safe loader (``images.load_image``) and is resized
 to the model's input side once; the decoded arrays are cached like the built-in datasets.
 
+A scan never leaves the folder and never blocks: only real subfolders and regular files count (symlinks, FIFOs,
+sockets and devices are skipped unopened), and it stops in one line above ``MAX_FOLDER_FILES`` files or
+``MAX_FOLDER_BYTES`` bytes. Which folders a visitor of the app may name is ``roots``' business, not this module's.
+
 A run keeps its split as ``split.json`` (relative file lists per split and class) in its folder: evaluation
 and resume then use exactly the same images, even after photos are added to the folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
-import shutil
 import stat
-import tempfile
-import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ import torch
 from ..core.errors import DataError, ImageError
 from ..core.files import read_json, write_json
 from ..imaging.loader import load_image, to_model_array
-from .cache import cached_arrays, fingerprint
+from .cache import cached_arrays
 from .registry import Dataset, register_prefix
 
 SPLIT_SEED = 0  # fixed: runs with different seeds on one folder are tested on the same images
@@ -50,16 +49,51 @@ def _visible(name: str) -> bool:
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and _visible(p.name))
+    """Visible real subfolders: a symlinked folder is never entered (it could point anywhere on the machine)."""
+    with os.scandir(path) as it:
+        return sorted(Path(e.path) for e in it if _visible(e.name) and e.is_dir(follow_symlinks=False))
 
 
-def _files_below(folder: Path, root: Path) -> list[str]:
-    """Every visible file below ``folder``, as sorted POSIX paths relative to ``root`` (symlinked folders are
-    not followed: a photo folder has no reason to point elsewhere)."""
+class _Budget:
+    """Counts the files and bytes a scan has seen, and stops it in one line above the limits: a visitor's folder
+    (or a mistyped path such as /) must not keep the server listing files for minutes."""
+
+    def __init__(self, where: Path, max_files: int, max_bytes: int) -> None:
+        self.where, self.max_files, self.max_bytes, self.files, self.bytes = where, max_files, max_bytes, 0, 0
+        self.seen: list[str] = []
+
+    def add(self, rel: str, st: os.stat_result) -> None:
+        self.files += 1
+        self.bytes += st.st_size
+        self.seen.append(f"{rel}|{st.st_size}|{st.st_mtime_ns}")
+        if self.files > self.max_files:
+            raise DataError(f"{self.where} holds more than {self.max_files:,} files, the limit for a photo folder; "
+                            "choose a smaller folder")
+        if self.bytes > self.max_bytes:
+            raise DataError(f"{self.where} holds more than {self.max_bytes / 1024 ** 3:.3g} GB, the limit for a "
+                            "photo folder; choose a smaller folder")
+
+    def signature(self) -> str:
+        """Changes whenever a file the scan saw is added, removed or rewritten (and only then)."""
+        return hashlib.sha256("\n".join(sorted(self.seen)).encode()).hexdigest()[:16]
+
+
+def _files_below(folder: Path, root: Path, budget: _Budget) -> list[str]:
+    """Every visible regular file below ``folder``, as sorted POSIX paths relative to ``root``. Symlinks (to
+    files or folders), FIFOs, sockets and devices are skipped unopened: lstat decides, never the name."""
     out = []
-    for here, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if _visible(d)]
-        out += [Path(here, f).relative_to(root).as_posix() for f in files if _visible(f)]
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if not _visible(e.name):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(Path(e.path))
+                elif e.is_file(follow_symlinks=False):
+                    rel = Path(e.path).relative_to(root).as_posix()
+                    budget.add(rel, e.stat(follow_symlinks=False))
+                    out.append(rel)
     return sorted(out)
 
 
@@ -78,6 +112,10 @@ def _part_of(name: str) -> str | None:
     return next((part for part, names in PART_NAMES.items() if name.lower() in names), None)
 
 
+MAX_FOLDER_FILES = 20_000  # Caltech101 has 9,146 photos
+MAX_FOLDER_BYTES = 4 * 1024 ** 3  # Caltech101 is 130 MB; ImageNet-sized folders belong to the CLI's own machine
+
+
 @dataclass
 class Scan:
     """What is in a folder before anything is decoded."""
@@ -87,32 +125,39 @@ class Scan:
     classes: list[str]
     files: dict[str, dict[str, list[str]]]  # part ("all" or train/val/test) -> class -> relative paths
     notes: list[str] = field(default_factory=list)
+    signature: str = ""  # of every file's path, size and mtime: the decode cache's key
 
 
-def scan_folder(path: str | os.PathLike) -> Scan:
-    """Find the classes and files of a photo folder; a clear DataError when it cannot be a dataset."""
+def scan_folder(path: str | os.PathLike, max_files: int = MAX_FOLDER_FILES, max_bytes: int = MAX_FOLDER_BYTES
+                ) -> Scan:
+    """Find the classes and files of a photo folder; a clear DataError when it cannot be a dataset or holds more
+    than ``max_files`` files or ``max_bytes`` bytes. Only real folders and regular files count (see _files_below).
+    """
     given = Path(path).expanduser()
     if not given.is_dir():
         raise DataError(f"folder {given} does not exist (folder:PATH needs a folder with one subfolder per class)")
     root = find_root(given)
+    budget = _Budget(root, max_files, max_bytes)
     parts = {_part_of(d.name): d for d in _subdirs(root) if _part_of(d.name)}
-    notes: list[str] = []
     if "train" in parts:
-        layout = "parts"
-        classes = [d.name for d in _subdirs(parts["train"])]
-        files = {part: {c: _files_below(folder / c, root) for c in classes if (folder / c).is_dir()}
-                 for part, folder in parts.items()}
+        layout, classes = "parts", [d.name for d in _subdirs(parts["train"])]
+        files = {part: _class_files(folder, classes, root, budget) for part, folder in parts.items()}
         for folder in parts.values():
             extra = sorted({d.name for d in _subdirs(folder)} - set(classes))
             if extra:
                 raise DataError(f"{folder.name}/ has class folders that train/ lacks: {', '.join(extra[:5])}; "
                                 "every class needs training photos")
     else:
-        layout = "8:1:1"
-        classes = [d.name for d in _subdirs(root)]
-        files = {"all": {c: _files_below(root / c, root) for c in classes}}
+        layout, classes = "8:1:1", [d.name for d in _subdirs(root)]
+        files = {"all": _class_files(root, classes, root, budget)}
     _check_classes(root, classes, files["train" if layout == "parts" else "all"])
-    return Scan(root, layout, classes, files, notes)
+    return Scan(root, layout, classes, files, [], budget.signature())
+
+
+def _class_files(folder: Path, classes: list[str], root: Path, budget: _Budget) -> dict[str, list[str]]:
+    """Class -> files for the classes that are real subfolders of ``folder``."""
+    real = {d.name for d in _subdirs(folder)}
+    return {c: _files_below(folder / c, root, budget) for c in classes if c in real}
 
 
 def _check_classes(root: Path, classes: list[str], train_files: dict[str, list[str]]) -> None:
@@ -203,10 +248,21 @@ def _few_notes(split: dict[str, dict[str, list[str]]], classes: list[str]) -> li
 
 def _decode_one(path: Path, size: int) -> tuple[np.ndarray, bool] | None:
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # swapped for a link or a FIFO since the scan: never opened
+            return None
         im = load_image(path, draft_size=size, max_bytes=MAX_IMAGE_BYTES)
     except (ImageError, OSError):
         return None
     return to_model_array(im, size, 3), im.mode == "L"
+
+
+def usable_files(scan: Scan, size: int = 32) -> set[str]:
+    """The scanned files the safe loader decodes as images (at ``size``: enough to prove they decode), for
+    checking a dataset before keeping it."""
+    paths = sorted({f for part in scan.files.values() for files in part.values() for f in files})
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        ok = list(pool.map(lambda f: _decode_one(scan.root / f, size) is not None, paths))
+    return {f for f, good in zip(paths, ok) if good}
 
 
 def _decode_folder(scan: Scan, size: int) -> dict[str, Any]:
@@ -252,7 +308,7 @@ def load_folder(arg: str, data_dir: Path, cache_dir: Path, size: int, split_file
     and a missing one is written with the split made now."""
     scan = scan_folder(_resolve(arg, data_dir))
     key = hashlib.sha256(str(scan.root.resolve()).encode()).hexdigest()[:10]
-    arrays = cached_arrays(f"folder{key}x{size}-{fingerprint(scan.root)}", lambda: _decode_folder(scan, size),
+    arrays = cached_arrays(f"folder{key}x{size}-{scan.signature}", lambda: _decode_folder(scan, size),
                            cache_dir)
     x_all = torch.from_numpy(np.ascontiguousarray(arrays["x"]))
     index = {str(p): i for i, p in enumerate(arrays["paths"])}

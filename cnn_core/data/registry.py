@@ -7,6 +7,7 @@ decoded once and kept on disk).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import torch
 
 from ..core import settings
 from ..core.errors import DataError
+
 
 @dataclass
 class Dataset:
@@ -107,15 +109,42 @@ def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_si
 
 
 def stratified_split(y: np.ndarray | torch.Tensor, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out) with ``fraction`` of each class held out, seeded; sorted for determinism."""
+    """Indices (keep, held_out) with ``fraction`` of each class held out, seeded; sorted for determinism. Falls
+    back to a plain seeded split when a side is too small to hold every class (scikit-learn would raise)."""
     from sklearn.model_selection import train_test_split
 
     y = np.asarray(y)
-    idx = np.arange(len(y))
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and round(fraction * len(y)) >= len(counts[counts > 0]) else None
-    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
-    return np.sort(keep), np.sort(held)
+    n, k, smallest = _class_counts(y)
+    held = math.ceil(fraction * n)  # how scikit-learn counts a float test_size
+    if held < 1 or held >= n:
+        raise DataError(f"cannot hold out {fraction:.0%} of {n} images and keep some of each part; use more images")
+    stratify = y if smallest >= 2 and held >= k and n - held >= k else None
+    keep, out = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(keep), np.sort(out)
+
+
+def stratified_subset(y: np.ndarray | torch.Tensor, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of exactly ``size`` images, stratified and seeded (all when ``size`` >= len(y)); a one-line
+    DataError when ``size`` cannot give each class one image."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    n, k, smallest = _class_counts(y)
+    if size >= n:
+        return np.arange(n)
+    if size < k:
+        raise DataError(f"a train subset of {size} is too small: train on at least {k} images, so that each of "
+                        f"the {k} classes has one")
+    stratify = y if smallest >= 2 and n - size >= k else None
+    keep, _ = train_test_split(np.arange(n), train_size=size, random_state=seed, stratify=stratify)
+    return np.sort(keep)
+
+
+def _class_counts(y: np.ndarray) -> tuple[int, int, int]:
+    """(images, classes present, images of the smallest class)."""
+    counts = np.bincount(y) if len(y) else np.zeros(1, dtype=np.int64)
+    present = counts[counts > 0]
+    return len(y), len(present), int(present.min()) if len(present) else 0
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:

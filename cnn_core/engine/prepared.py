@@ -12,7 +12,7 @@ import torch
 
 from ..config.train_config import TrainConfig
 from ..core.errors import CnnError
-from ..data import Dataset, channel_stats, load_dataset, stratified_split
+from ..data import Dataset, channel_stats, load_dataset, stratified_split, stratified_subset
 from ..models.registry import get_spec
 from .batches import Augment, Batches, Normalize, augment_for
 
@@ -60,9 +60,8 @@ def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
         keep, val = np.arange(len(ds.y_train)), np.arange(0)
     else:
         keep, val = stratified_split(ds.y_train, cfg.val_fraction, cfg.seed)
-    if cfg.train_subset and cfg.train_subset < len(keep):
-        sub, _ = stratified_split(ds.y_train[keep], 1 - cfg.train_subset / len(keep), cfg.seed)
-        keep = keep[sub]
+    if cfg.train_subset and cfg.train_subset < len(keep):  # exactly train_subset images, one class at least each
+        keep = keep[stratified_subset(ds.y_train[keep].numpy(), cfg.train_subset, cfg.seed)]
     keep_t, val_t = torch.from_numpy(keep), torch.from_numpy(val)
     x_train = ds.x_train[keep_t]
     if spec.mean_std is not None:

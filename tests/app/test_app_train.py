@@ -169,10 +169,11 @@ PHOTOS = photo_zip({**{f"my photos/red/{i}.png": png((200 + i, 20, 20)) for i in
 
 @pytest.fixture
 def data_root(tmp_path, monkeypatch):
-    """A private, empty data dir: uploads are unpacked under it."""
+    """A private, empty data dir and state folder: uploads are unpacked in the state folder, never the data dir."""
     root = tmp_path / "data"
     root.mkdir()
     monkeypatch.setenv("CNN_DATA_DIR", str(root))
+    monkeypatch.setenv("CNN_STATE_DIR", str(tmp_path / "state"))
     return root
 
 
@@ -186,8 +187,8 @@ def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(run
     at = open_page("train")
     upload(at, PHOTOS, "../../etc/passwd.zip")  # the upload's name is never a path
     assert not at.error, [shown(e) for e in at.error]
-    unpacked = list((data_root / "uploads").iterdir())
-    assert len(unpacked) == 1 and unpacked[0].name.startswith("photos-")
+    unpacked = list((data_root.parent / "state" / "uploads").iterdir())
+    assert len(unpacked) == 1 and unpacked[0].name.startswith("photos-") and not list(data_root.iterdir())
     counts = next(d.value for d in at.dataframe if "class" in d.value.columns).set_index("class")
     assert counts.loc["red"].to_dict() == {"train": 6, "val": 1, "test": 1}
     assert counts.loc["blue"].to_dict() == {"train": 1, "val": 1, "test": 1}
@@ -196,7 +197,7 @@ def test_an_uploaded_zip_of_class_folders_is_unpacked_counted_and_trained_on(run
 
     again = open_page("train")  # the same zip again (another session): found, not unpacked a second time
     upload(again, PHOTOS, "copy.zip")
-    assert list((data_root / "uploads").iterdir()) == unpacked and not again.error
+    assert list((data_root.parent / "state" / "uploads").iterdir()) == unpacked and not again.error
 
     set_options(at, model="lenet5", epochs=1, batch_size=8, max_batches=2, precision="fp32", name="my-photos")
     at.button(key="tr_start").click().run()
@@ -222,7 +223,7 @@ def test_a_hostile_or_single_class_zip_is_refused_in_one_line_and_writes_nothing
     upload(at, photo_zip(entries))
     assert [shown(e) for e in at.error] == [shown(at.error[0])] and message in shown(at.error[0])  # one message
     assert "\n" not in shown(at.error[0])
-    assert not list(data_root.iterdir())  # not even an empty uploads/ folder
+    assert not list(data_root.iterdir()) and not (data_root.parent / "state").exists()  # not even an empty folder
     assert not [b for b in at.button if b.key == "tr_start"]
 
 

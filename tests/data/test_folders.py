@@ -340,15 +340,17 @@ def test_not_a_zip_is_one_clear_line(tmp_path):
         uploads.extract_zip_dataset(b"PK-but-not-really", tmp_path)
 
 
-def test_import_zip_names_the_folder_by_content_and_refuses_an_oversized_upload(tmp_path):
+def test_import_zip_names_the_folder_by_content_and_refuses_an_oversized_upload(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "data"))
     entries = {f"shapes/{c}/{i}.jpg": jpeg(v + i) for c, v in (("dark", 20), ("light", 230)) for i in range(5)}
     data = zip_bytes(entries)
-    first = uploads.import_zip(data, tmp_path)
-    assert first["new"] and Path(first["path"]).parent == (tmp_path / "uploads").resolve()
+    first = uploads.import_zip(data)
+    assert first["new"] and Path(first["path"]).parent == (tmp_path / "state" / "uploads").resolve()
     assert first["classes"] == ["dark", "light"] and first["counts"]["train"] == {"dark": 3, "light": 3}
-    assert uploads.import_zip(data, tmp_path) == {**first, "new": False}  # same bytes: the same folder
-    other = uploads.import_zip(zip_bytes({**entries, "shapes/dark/extra.jpg": jpeg(40)}), tmp_path)
+    assert uploads.import_zip(data) == {**first, "new": False}  # same bytes: the same folder
+    other = uploads.import_zip(zip_bytes({**entries, "shapes/dark/extra.jpg": jpeg(40)}))
     assert other["new"] and other["path"] != first["path"]  # other bytes: a folder of their own
     with pytest.raises(DataError, match="the zip is larger than 10 MB"):
         uploads.import_zip(data + bytes(10 * 1024 ** 2), tmp_path / "elsewhere")  # the app's upload cap
-    assert not (tmp_path / "elsewhere").exists()
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "data").exists()
