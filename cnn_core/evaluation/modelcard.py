@@ -96,8 +96,8 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                 ["train time", f"{float(st.get('train_seconds', 0)):.1f} s (+ {float(st.get('data_seconds', 0)):.1f}"
                                " s loading data)"],
                 ["throughput", f"{float(st.get('images_per_second', 0)):,.0f} images/s"],
-                ["versions", f"torch {torch.__version__}, torchvision {importlib.metadata.version('torchvision')}, cnn_core "
-                             f"{__version__}, Python {platform.python_version()} ({platform.machine()})"],
+                ["versions", f"torch {torch.__version__}, torchvision {importlib.metadata.version('torchvision')}, "
+                             f"cnn_core {__version__}, Python {platform.python_version()} ({platform.machine()})"],
                 ["checkpoint", f"{path.name} (epoch {ckpt.get('epoch')}, saved by torch "
                                f"{ckpt.get('torch_version', '?')})"]]), ""]
 
