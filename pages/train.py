@@ -14,7 +14,7 @@ import streamlit as st
 from cnn_core.config import PRESETS, TrainConfig
 from cnn_core.config.train_config import FIELDS
 from cnn_core.core.errors import CnnError
-from cnn_core.data import data_dir, dataset_info, list_datasets
+from cnn_core.data import data_dir, dataset_info, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
 from cnn_core.engine import distributed
 from cnn_core.engine.device import device_name, pick_device
@@ -28,7 +28,8 @@ from pages import ui
 
 ui.require_router(__file__)  # before anything else: see ui.require_router
 
-FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders
+FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders (the operator's)
+SHARED = "shared:…"  # the choice that lists the photo folders found under the data roots (anyone's)
 UPLOAD = "zip:…"  # the choice that reveals an upload of a zip of class folders
 OPTIONS = [n for n in FIELDS if n not in ("model", "dataset", "preset", "extra")]
 
@@ -62,11 +63,22 @@ def on_preset_change() -> None:
 
 def dataset_label(name: str) -> str:
     if name == FOLDER:
-        return "Your own photos (a folder of class subfolders)"
+        return "A folder of class subfolders on the server (any path)"
+    if name == SHARED:
+        return "A photo folder on this server (from the class's data folders)"
     if name == UPLOAD:
         return "Your own photos (upload a zip of class folders)"
     info = dataset_info(name)
     return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
+
+
+def shared_dataset() -> str:
+    """A pick list of the photo folders under the data roots (never a free path): ``folder:PATH`` of the one
+    picked, checked to lie under the roots."""
+    rows = {r["name"]: r for r in ui.shared_folders()}
+    name = st.selectbox("Photo folder", list(rows), key="tr_shared",
+                        format_func=lambda n: f"{n} — {rows[n]['classes']} classes, {rows[n]['files']:,} files")
+    return f"folder:{resolve_under_roots(name)}" if name else ""
 
 
 def zip_dataset() -> str | None:
@@ -200,13 +212,17 @@ st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_p
              format_func=lambda n: n or "—", help="Named sets of options; you can change any of them afterwards.")
 left, right = st.columns(2)
 with left:
-    sources = list_datasets() + [UPLOAD] + ([FOLDER] if ui.is_operator() else [])  # server folders: the operator's
+    # a server path: the operator's only; the photo folders under the data roots: anyone's
+    sources = list_datasets() + [UPLOAD] + ([SHARED] if ui.shared_folders() else []) + (
+        [FOLDER] if ui.is_operator() else [])
     if st.session_state.get("tr_dataset") not in sources:
         st.session_state.pop("tr_dataset", None)
     choice = st.selectbox("Dataset", sources, key="tr_dataset", format_func=dataset_label)
     dataset = choice
     if choice == UPLOAD:
         dataset = zip_dataset()
+    elif choice == SHARED:
+        dataset = shared_dataset()
     elif choice == FOLDER:
         path = st.text_input("Folder on the server", key="tr_folder", placeholder="/path/to/photos",
                              help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")

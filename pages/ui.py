@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from cnn_core.config import train_config as config
 from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
+from cnn_core.data import folder_datasets
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run, split_images
 from cnn_core.models import model_table
@@ -171,6 +172,12 @@ def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None)
 
 
 # ------------------------------------------------------------------------------------- cached cnn_core calls
+
+@st.cache_data(ttl=60, show_spinner="Looking for photo folders…")
+def shared_folders() -> list[dict[str, Any]]:
+    """The photo folders under the data roots (a bounded scan, cached for a minute: it is the same for everyone)."""
+    return folder_datasets()
+
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def predictor(run: str, runs_root: str, mtime: float) -> Predictor:

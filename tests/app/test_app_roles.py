@@ -29,10 +29,10 @@ def test_a_wrong_secret_is_a_visitor(two_runs):  # noqa: F811
 
 def test_only_the_operator_may_train_on_a_folder_of_the_server(runs):
     visitor = open_page("train", operator=False).selectbox(key="tr_dataset").options
-    assert not any("a folder of class subfolders" in o for o in visitor)
+    assert not any("any path" in o for o in visitor)
     assert any("upload a zip" in o for o in visitor)  # their own photos, uploaded
     operator = open_page("train", operator=True).selectbox(key="tr_dataset").options
-    assert any("a folder of class subfolders" in o for o in operator)
+    assert any("any path" in o for o in operator)
 
 
 def test_a_typed_path_is_not_read_until_the_operator_asks(runs, tmp_path, monkeypatch):
@@ -49,3 +49,25 @@ def test_a_typed_path_is_not_read_until_the_operator_asks(runs, tmp_path, monkey
     assert scanned == [] and "then press Use this folder" in texts(at)
     at.button(key="tr_folder_use").click().run()
     assert scanned == [str(tmp_path)] and "no class folders" in texts(at)  # read once asked, and said why not
+
+
+def test_a_visitor_trains_on_a_photo_folder_picked_from_the_data_roots(runs, tmp_path, monkeypatch):
+    """Visitors never type a server path: they pick from the photo folders found under the data roots."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "class-data"
+    for k, cls in enumerate(["cats", "dogs"]):
+        (root / "pets" / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((20, 20, 3), 60 * k + i, dtype=np.uint8)).save(root / "pets" / cls / f"{i}.png")
+    monkeypatch.setenv("CNN_DATA_ROOTS", str(root))
+    from pages import ui
+
+    ui.shared_folders.clear()  # cached for a minute, process-wide
+    at = open_page("train", operator=False)
+    box = at.selectbox(key="tr_dataset")
+    at.selectbox(key="tr_dataset").set_value("shared:…").run()
+    assert at.selectbox(key="tr_shared").value.endswith("pets") and not at.error, [e.value for e in at.error]
+    assert "2 classes" in at.selectbox(key="tr_shared").options[0]
+    assert box is not None and not any("any path" in o for o in box.options)

@@ -159,7 +159,7 @@ def test_missing_weight_package_says_how_to_install(monkeypatch):
 
 @pytest.mark.slow
 def test_fine_tuning_run_loads_weights_once_and_its_checkpoint_needs_no_weights(tmp_path, runs, monkeypatch):
-    from test_folders import make_folder
+    from photos_util import make_folder
 
     from cnn_core.evaluation.predictor import Predictor
 
