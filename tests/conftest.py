@@ -15,6 +15,14 @@ os.environ.setdefault("CNN_DATA_DIR", str(SHARED))
 os.environ.setdefault("CNN_THREADS", "2")
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory, monkeypatch) -> Path:
+    """A private app state folder per test (device locks, limits): no test waits on another's lock."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("CNN_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def runs(tmp_path, monkeypatch) -> Path:
     """A private checkpoints folder for one test."""

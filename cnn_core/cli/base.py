@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import CnnError
+from ..engine.devicelock import DeviceLock
 from ..training.callbacks import Callback, FitState
 
 Run = Callable[[argparse.Namespace], int]
@@ -94,6 +95,25 @@ class StopOnSignal(Callback):
 
     def should_stop(self) -> bool:
         return self.stop
+
+
+class LockLabel(Callback):
+    """The device lock names the run in training once its folder exists (a sweep's: each run in turn), so a
+    second training is told which run to wait for."""
+
+    def __init__(self, lock: DeviceLock | None) -> None:
+        self.lock = lock
+
+    def on_setup(self, state: FitState) -> None:
+        if self.lock is not None:
+            self.lock.describe(run=state.run.name, root=str(state.run.root.resolve()))
+
+
+def train_device(device: str) -> str:
+    """The device a config's ``device`` setting trains on, named as its lock is ("cpu", "cuda:0")."""
+    from ..engine.device import pick_device
+
+    return str(pick_device(device))
 
 
 def terminal_callbacks(quiet: bool) -> list[Callback]:

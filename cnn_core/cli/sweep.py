@@ -8,10 +8,11 @@ import json
 from ..config.argv import add_train_options, explicit_options
 from ..config.train_config import sweepable
 from ..core.errors import CnnError
+from ..engine.devicelock import device_lock
 from ..models import make_config
 from ..training.tblog import TensorBoard
 from ..workflows.sweep import run_sweep, sweep_plan_of, to_markdown
-from .base import command, terminal_callbacks
+from .base import LockLabel, command, terminal_callbacks, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -44,11 +45,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                            + ", ".join("--" + k.replace("_", "-") for k in sweepable()) + " (e.g. --lr 0.01,0.001)")
         base = make_config(**{**explicit, **{k: v[0] for k, v in grid.items()}})
         name = args.name
-    callbacks = [*terminal_callbacks(args.quiet), *([TensorBoard()] if args.tensorboard else [])]
     quiet_line = args.quiet and not args.json
-    res = run_sweep(grid, base, name=name, root=args.checkpoints, data_dir=args.data_dir, callbacks=callbacks,
-                    on_run_end=(lambda i, n, row: print(f"[{i}/{n}] {row['run']}: {row['state']}", flush=True))
-                    if quiet_line else None)
+    with device_lock(train_device(base.device), run=f"sweep {name or ''}".strip()) as lock:
+        callbacks = [*terminal_callbacks(args.quiet), LockLabel(lock), *([TensorBoard()] if args.tensorboard else [])]
+        res = run_sweep(grid, base, name=name, root=args.checkpoints, data_dir=args.data_dir, callbacks=callbacks,
+                        on_run_end=(lambda i, n, row: print(f"[{i}/{n}] {row['run']}: {row['state']}", flush=True))
+                        if quiet_line else None)
     if args.json:
         print(json.dumps(res))
         return 0

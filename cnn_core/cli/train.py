@@ -7,12 +7,15 @@ import argparse
 import json
 
 from ..config.argv import add_train_options, explicit_options
+from ..config.train_config import TrainConfig
 from ..core.errors import CnnError
 from ..engine import distributed
+from ..engine.devicelock import device_lock
 from ..models import make_config
+from ..runs.rundir import RunDir
 from ..training.tblog import TensorBoard
 from ..workflows.run import train_run
-from .base import command, terminal_callbacks
+from .base import LockLabel, command, terminal_callbacks, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -39,12 +42,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not existing and not args.dataset and not args.preset:
         raise CnnError("train needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
     cfg = None if existing else make_config(**explicit)
-    callbacks = [*terminal_callbacks(args.quiet), *([TensorBoard()] if args.tensorboard else [])]
-    try:
-        summary = train_run(cfg, name=args.name, resume=args.resume, prepared=args.prepared, root=args.checkpoints,
-                            data_dir=args.data_dir, callbacks=callbacks)
-    finally:
-        distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
+    device = train_device((cfg or _saved_config(existing, args.checkpoints)).device)
+    # the device first: a busy one refuses at once, before a run folder is made
+    with device_lock(device, run=existing or args.name or "a new run") as lock:
+        callbacks = [*terminal_callbacks(args.quiet), LockLabel(lock), *([TensorBoard()] if args.tensorboard else [])]
+        try:
+            summary = train_run(cfg, name=args.name, resume=args.resume, prepared=args.prepared,
+                                root=args.checkpoints, data_dir=args.data_dir, callbacks=callbacks)
+        finally:
+            distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
     if not distributed.is_main():
         return 0  # rank 0 prints for the whole job
     if args.json:
@@ -52,3 +58,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif summary.get("state") == "cancelled":
         print(f"stopped; resume with: python -m cnn_core train --resume {summary['run']}")
     return 0
+
+
+def _saved_config(run: str, root: str | None) -> TrainConfig:
+    saved = RunDir.resolve(run, root).config()
+    if not saved:
+        raise CnnError(f"run {run} has no readable config.json; it cannot be trained")
+    return TrainConfig.from_dict(saved)

@@ -14,6 +14,15 @@ One job per device at a time: later requests wait in a first-in-first-out queue 
 device; beyond that they are refused). The manager is process-wide, shared by every browser session, so every
 student sees the same running job and queue. A sweep is one job that trains its runs one after another, in
 the same queue as single runs.
+
+The device is shared with everything else on the machine through its lock (``engine.devicelock``): a job starts
+only when the manager can take its device's lock, which it then hands to the subprocess; while a training from a
+terminal holds it, the job waits in its queue (checked every ``lock_poll`` seconds). A manager adopts, when it
+starts, the trainings that still run without it (a previous server's jobs, trainings from a terminal): they
+show as running jobs that can be cancelled, and keep their device busy until they end.
+
+Each job has an ``owner`` (an opaque id; "" is the operator). Visitors may cancel only their own jobs and are
+held to ``limits.Limits``; the operator is only held to the free-disk floor.
 """
 
 from __future__ import annotations
@@ -34,13 +43,18 @@ from typing import Any
 from ..config.train_config import TrainConfig
 from ..core import settings
 from ..core.errors import CnnError
+from ..core.files import alive, read_json
 from ..engine.device import pick_device
+from ..engine.devicelock import LOCK_FD_ENV, DeviceBusy, DeviceLock, Holder, holders, try_lock
 from ..engine.distributed import launch_command, per_rank_batch
 from ..models.registry import get_spec
-from ..runs.rundir import ACTIVE, FINISHED, RunDir, runs_root
-from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_dir, sweep_status
+from ..runs.rundir import ACTIVE, FINISHED, RunDir, list_run_dirs, runs_root
+from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_dir, sweep_status, sweeps_root
+from .limits import check_disk, check_visitor, checkpoint_bytes, load_limits
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
+LOCK_POLL = 3.0  # seconds between looks at a device another process trains on
+ADOPTED_POLL = 0.5  # seconds between looks at an adopted process (not our child: no wait() for it)
 
 
 def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
@@ -76,7 +90,11 @@ class Job:
     nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
     argv: list[str] = field(default_factory=list)  # the command line, once started
     stderr_tail: list[str] = field(default_factory=list)  # a failed process's last words, for diagnosis
+    owner: str = ""  # who asked (an opaque per-session id); "" is the operator or the command line
+    origin: str = "app"  # "app" (a job of a server) or "terminal" (python -m cnn_core from a shell)
+    adopted: bool = False  # started before this server: watched by its pid, not our child
     _proc: subprocess.Popen | None = field(default=None, repr=False)
+    _pid: int | None = field(default=None, repr=False)  # an adopted job's process
     _cancelled: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +127,7 @@ class Job:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._proc.pid if self._proc is not None else self._pid
 
     def progress(self) -> dict[str, Any]:
         """The latest progress.json (epoch, epochs, batch, batches, loss, elapsed); {} before the first batch.
@@ -161,52 +179,64 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "run": self.run, "device": self.device, "state": self.state, "message": self.message,
                 "epochs": self.epochs, "submitted": self.submitted, "started": self.started, "ended": self.ended,
-                "resume": self.resume, "kind": self.kind, "runs": list(self.runs)}
+                "resume": self.resume, "kind": self.kind, "runs": list(self.runs), "owner": self.owner,
+                "origin": self.origin, "adopted": self.adopted}
 
 
 class JobManager:
-    """Starts, queues, watches and cancels training subprocesses; thread-safe."""
+    """Starts, queues, watches and cancels training subprocesses; thread-safe. Made once per server process:
+    it adopts the trainings running without it in ``root`` (default: the runs folder) when ``adopt``."""
 
     def __init__(self, command: list[str] | None = None, queue_limit: int = QUEUE_LIMIT,
-                 keep_finished: int = 20) -> None:
+                 keep_finished: int = 20, root: str | os.PathLike | None = None, adopt: bool = True,
+                 lock_poll: float = LOCK_POLL) -> None:
         self.command = command or [sys.executable, "-m", "cnn_core"]
         self.queue_limit = queue_limit
         self.keep_finished = keep_finished
+        self.lock_poll = lock_poll
         self._lock = threading.RLock()
         self._jobs: dict[str, Job] = {}
         self._queues: dict[str, deque[str]] = {}
         self._running: dict[str, str] = {}  # device -> job id
         self._ids = itertools.count(1)
         self._threads: list[threading.Thread] = []
+        self._retry: dict[str, threading.Timer] = {}  # device -> the next look at a lock held elsewhere
+        if adopt:
+            self.adopt(root)
 
     # ------------------------------------------------------------------------------------------- requests
 
     def submit(self, cfg: TrainConfig, name: str | None = None, root: str | os.PathLike | None = None,
-               nproc: int = 1) -> Job:
+               nproc: int = 1, owner: str = "", operator: bool = True,
+               estimated_seconds: float | None = None) -> Job:
         """Start ``cfg`` now if its device is free, else queue it. Its run folder is made at once (config.json,
         state "queued"), which reserves the name. With ``nproc`` > 1 the job runs under torchrun, one process
-        per GPU (``distributed.launch_command``)."""
+        per GPU (``distributed.launch_command``). A visitor (not ``operator``) is held to the limits."""
         get_spec(cfg.model)  # a typo is refused here, not in a subprocess minutes later
         _check_nproc(nproc, cfg.batch_size)
         device = str(pick_device(cfg.device))
         root_path = runs_root(root).resolve()
+        disk = checkpoint_bytes(cfg)
         with self._lock:
             self._check_room(device)
+            self._admit(owner, operator, root_path, disk, estimated_seconds)
             run = RunDir.create(root_path, name, cfg.model, cfg.dataset)
             run.write_config(cfg.to_dict())
             run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}")
             job = Job(f"job-{next(self._ids)}", run.name, root_path, device, ["train", "--prepared", run.name],
-                      cfg.epochs, nproc=nproc)
+                      cfg.epochs, nproc=nproc, owner=owner)
             return self._enqueue(job)
 
     def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
-                     root: str | os.PathLike | None = None) -> Job:
+                     root: str | os.PathLike | None = None, owner: str = "", operator: bool = True,
+                     estimated_seconds: float | None = None) -> Job:
         """Queue a sweep like a training job. Every combination and every existing run is checked here, so a
         bad grid is refused now with the sweep's own message; then the sweep's folder is written
-        (sweep.json) and ``sweep --continue NAME`` trains it."""
+        (sweep.json) and ``sweep --continue NAME`` trains it. ``estimated_seconds`` is the whole sweep's."""
         root_path = runs_root(root).resolve()
         plan = plan_sweep_job(grid, base, name, root_path)
         device = str(pick_device(base.device))
+        disk = len(plan.runs) * checkpoint_bytes(base)
         with self._lock:
             if any(j.kind == "sweep" and j.run == plan.name and j.root == root_path and j.active
                    for j in self._jobs.values()):
@@ -215,12 +245,14 @@ class JobManager:
             if busy:
                 raise CnnError(f"run {busy[0]} of this sweep is already running or waiting in the queue")
             self._check_room(device)
+            self._admit(owner, operator, root_path, disk, estimated_seconds, runs=len(plan.runs))
             open_sweep(plan, root_path)
             job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", "--continue", plan.name],
-                      base.epochs, kind="sweep", runs=plan.runs)
+                      base.epochs, kind="sweep", runs=plan.runs, owner=owner)
             return self._enqueue(job)
 
-    def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1) -> Job:
+    def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1, owner: str = "",
+               operator: bool = True, estimated_seconds: float | None = None) -> Job:
         """Continue a stopped run from its last.pt with its own saved options (with any number of processes)."""
         run_dir = RunDir.resolve(run, runs_root(root).resolve())
         saved = run_dir.config()
@@ -239,33 +271,110 @@ class JobManager:
             if run_dir.name in self.active_runs(run_dir.root):
                 raise CnnError(f"run {run_dir.name} is already running or waiting in the queue")
             self._check_room(device)
+            self._admit(owner, operator, run_dir.root.resolve(), 0, estimated_seconds)  # its checkpoints exist
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.root.resolve(), device,
                       ["train", "--resume", run_dir.name], cfg.epochs, start_epoch=info.epochs_run + 1,
-                      resume=True, nproc=nproc)
+                      resume=True, nproc=nproc, owner=owner)
             return self._enqueue(job)
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, by: str = "", operator: bool = True) -> Job:
         """A queued job leaves the queue; a running one gets SIGTERM and stops at its next batch. Asked a
-        second time (a process stuck before its first batch), it is killed; last.pt is kept either way."""
+        second time (a process stuck before its first batch), it is killed; last.pt is kept either way.
+        A visitor (``by``, not ``operator``) may cancel only their own jobs."""
         with self._lock:
             job = self._get(job_id)
+            if not operator and not (by and by == job.owner):
+                raise CnnError(f"{job.id} ({job.run}) is not yours to cancel; ask its owner or the operator")
             if job.state == "queued":
                 self._queues[job.device].remove(job.id)
                 job.state, job.message, job.ended = "cancelled", "cancelled before it started", time.time()
                 if job.kind == "train" and not job.resume:
                     job.run_dir.discard_unstarted()  # nothing trained: no run folder left behind
-            elif job.state == "running" and job._proc is not None:
-                sig = signal.SIGKILL if job._cancelled else signal.SIGTERM
-                job._cancelled = True
-                job.message = "stopping at the next batch" if sig == signal.SIGTERM else "stopping now"
-                try:  # SIGTERM to torchrun reaches its workers; SIGKILL would not, so it goes to the whole session
-                    if sig == signal.SIGKILL:
-                        os.killpg(job._proc.pid, sig)
-                    else:
-                        job._proc.send_signal(sig)
-                except ProcessLookupError:
-                    pass
+            elif job.state == "running" and job.pid is not None:
+                self._signal(job)
             return job
+
+    def _signal(self, job: Job) -> None:
+        """SIGTERM first, SIGKILL when asked again. Our own child's whole session gets SIGKILL (torchrun's
+        workers with it); an adopted process gets the signal alone (a terminal's shell shares its group)."""
+        assert job.pid is not None
+        sig = signal.SIGKILL if job._cancelled else signal.SIGTERM
+        job._cancelled = True
+        job.message = "stopping at the next batch" if sig == signal.SIGTERM else "stopping now"
+        try:  # SIGTERM to torchrun reaches its workers; SIGKILL would not, so it goes to the whole session
+            if sig == signal.SIGKILL and job._proc is not None:
+                os.killpg(job._proc.pid, sig)
+            else:
+                os.kill(job.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def adopt(self, root: str | os.PathLike | None = None) -> list[Job]:
+        """Show the trainings that run without this manager (a previous server's jobs, trainings from a terminal)
+        as running jobs: progress and Cancel work, and their device is busy until they end. A sweep is
+        adopted as a sweep; its current run is not adopted twice."""
+        root_path = runs_root(root).resolve()
+        locks = holders()
+        by_pid: dict[int | None, Job] = {}
+        for job in [*self._orphan_runs(root_path), *self._orphan_sweeps(root_path)]:
+            by_pid[job.pid] = job  # a sweep's process also trains its current run: the sweep wins
+        with self._lock:
+            return [self._adopt_one(job, locks) for job in by_pid.values()]
+
+    def _orphan_runs(self, root: Path) -> list[Job]:
+        jobs = []
+        for run in list_run_dirs(root):
+            st = run.status()
+            pid = _live_pid(st) if st.get("state") == "running" else None
+            if pid and pid not in self._pids():
+                cfg = run.config()
+                jobs.append(Job("", run.name, root, str(cfg.get("device", "auto")), [], int(cfg.get("epochs", 1)),
+                                adopted=True, _pid=pid))
+        return jobs
+
+    def _orphan_sweeps(self, root: Path) -> list[Job]:
+        folder = sweeps_root(root)
+        jobs = []
+        for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+            st, meta = read_json(d / "status.json"), read_json(d / "sweep.json")
+            pid = _live_pid(st) if st.get("state") == "running" else None
+            if pid and pid not in self._pids() and meta.get("runs"):
+                base = meta.get("base") or {}
+                jobs.append(Job("", d.name, root, str(base.get("device", "auto")), [], int(base.get("epochs", 1)),
+                                kind="sweep", runs=list(meta["runs"]), adopted=True, _pid=pid))
+        return jobs
+
+    def _adopt_one(self, job: Job, locks: list[Holder]) -> Job:
+        """Device and origin from the lock its process holds (a torchrun job's: the launcher, which we signal)."""
+        names = {job.run, *job.runs, f"sweep {job.run}"}
+        holder = next((h for h in locks if h.pid == job.pid or (h.run in names and h.root in ("", str(job.root)))),
+                      None)
+        if holder is not None:
+            job.device, job.origin = holder.device, holder.origin
+            job._pid = holder.pid if holder.origin == "app" else job._pid
+        else:
+            job.device, job.origin = _device_name(job.device), "terminal"
+        job.id, job.state, job.started = f"job-{next(self._ids)}", "running", time.time()
+        job.message = "started from a terminal" if job.origin == "terminal" else "started by an earlier server"
+        self._jobs[job.id] = job
+        self._running.setdefault(job.device, job.id)
+        self._thread(self._watch_adopted, job)
+        return job
+
+    def _pids(self) -> set[int]:
+        with self._lock:
+            return {j.pid for j in self._jobs.values() if j.active and j.pid is not None}
+
+    def _admit(self, owner: str, operator: bool, root: Path, disk_bytes: int, estimated_seconds: float | None,
+               runs: int = 1) -> None:
+        """Refuse, before anything is written, what the limits (limits.json, read now) do not allow."""
+        limits = load_limits()
+        check_disk(root, disk_bytes, limits)
+        if operator:
+            return
+        mine = [j for j in self._jobs.values() if j.owner == owner and j.active]
+        check_visitor(limits, sum(j.state == "queued" for j in mine), sum(j.state == "running" for j in mine),
+                      estimated_seconds, runs)
 
     # ---------------------------------------------------------------------------------------------- reading
 
@@ -311,11 +420,14 @@ class JobManager:
         return job
 
     def shutdown(self, wait: float = 0.0) -> None:
-        """Empty the queues and SIGTERM the running jobs (they keep last.pt and can be resumed)."""
+        """Empty the queues and SIGTERM the running jobs (they keep last.pt and can be resumed). Adopted ones
+        are not this server's to stop: a training from a terminal outlives the server."""
         with self._lock:
+            for timer in self._retry.values():
+                timer.cancel()
             for job in self.queued():
                 self.cancel(job.id)
-            running = self.running()
+            running = [j for j in self.running() if not j.adopted]
             for job in running:
                 if not job._cancelled:
                     self.cancel(job.id)
@@ -343,9 +455,9 @@ class JobManager:
     def _check_room(self, device: str) -> None:
         """Refuse a request the device's queue has no room for, before anything is written for it."""
         q = self._queues.get(device, deque())
-        if device in self._running and len(q) >= self.queue_limit:
-            busy = self._jobs[self._running[device]]
-            raise CnnError(f"{device} is busy with {busy.run} and {len(q)} more runs are waiting; try again "
+        if len(q) >= self.queue_limit:
+            busy = self._jobs[self._running[device]].run if device in self._running else "another training"
+            raise CnnError(f"{device} is busy with {busy} and {len(q)} more runs are waiting; try again "
                            "when one has finished (or cancel one)")
 
     def _enqueue(self, job: Job) -> Job:
@@ -363,26 +475,65 @@ class JobManager:
     def _start_next(self, device: str) -> None:
         q = self._queues.get(device)
         while q and device not in self._running:
+            lock = self._take_device(device, self._jobs[q[0]])
+            if lock is None:
+                return  # another process trains on it: the queue waits, and looks again soon
             job = self._jobs[q.popleft()]
-            root = job.root
-            env = settings.child_env(root, Path(__file__).resolve().parents[2])
-            root.mkdir(parents=True, exist_ok=True)
             try:
-                job.argv = self.command_line(job)
-                job._proc = subprocess.Popen(job.argv, env=env,
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                                             start_new_session=True)
+                job._proc = self._popen(job, lock)
             except OSError as e:
+                lock.release()
                 job.state, job.message, job.ended = "failed", f"could not start training: {e}", time.time()
                 if job.kind == "train" and not job.resume:
                     job.run_dir.discard_unstarted()
                 continue
+            lock.describe(pid=job._proc.pid)  # the child holds it now (and until it exits), not this server
+            lock.close()
             job.state, job.started, job.message = "running", time.time(), ""
             self._running[device] = job.id
-            t = threading.Thread(target=self._watch, args=(job,), name=f"watch-{job.id}", daemon=True)
-            self._threads.append(t)
-            t.start()
+            self._thread(self._watch, job)
+
+    def _take_device(self, device: str, job: Job) -> DeviceLock | None:
+        """The device's lock for ``job``, or None (and a look again in ``lock_poll`` s) while another holds it."""
+        try:
+            return try_lock(device, run=job.run, origin="app", root=str(job.root))
+        except DeviceBusy as e:
+            job.message = f"waiting: {e.holder.describe().replace(' is busy ', ' is ')}, started elsewhere"
+            if device not in self._retry or not self._retry[device].is_alive():
+                timer = threading.Timer(self.lock_poll, self._look_again, args=(device,))
+                timer.daemon = True
+                self._retry[device] = timer
+                timer.start()
+            return None
+
+    def _look_again(self, device: str) -> None:
+        with self._lock:
+            self._retry.pop(device, None)
+            self._start_next(device)
+
+    def _popen(self, job: Job, lock: DeviceLock) -> subprocess.Popen:
+        """The job's process, holding the device lock through an inherited descriptor (``LOCK_FD_ENV``)."""
+        env = {**settings.child_env(job.root, Path(__file__).resolve().parents[2]), LOCK_FD_ENV: str(lock.fd)}
+        job.root.mkdir(parents=True, exist_ok=True)
+        job.argv = self.command_line(job)
+        return subprocess.Popen(job.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                                start_new_session=True, pass_fds=(lock.fd,))
+
+    def _thread(self, target: Any, job: Job) -> None:
+        t = threading.Thread(target=target, args=(job,), name=f"watch-{job.id}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _watch_adopted(self, job: Job) -> None:
+        """Not our child, so no wait(): look until its process is gone, then settle it from its folder."""
+        while job.pid is not None and alive(job.pid):
+            time.sleep(ADOPTED_POLL)
+        with self._lock:
+            self._finish(job, None, "")
+            if self._running.get(job.device) == job.id:
+                del self._running[job.device]
+            self._start_next(job.device)
 
     def _watch(self, job: Job) -> None:
         assert job._proc is not None
@@ -392,7 +543,7 @@ class JobManager:
             self._running.pop(job.device, None)
             self._start_next(job.device)
 
-    def _finish(self, job: Job, rc: int, err: str) -> None:
+    def _finish(self, job: Job, rc: int | None, err: str) -> None:
         """Settle the job's final state from its folder: the run's status.json (a sweep's, its status.json and
         table). Only a process that ended without saying anything there is described here, from its exit
         code and last stderr line. The state changes last, after the folder agrees: a caller waiting on
@@ -401,8 +552,8 @@ class JobManager:
         # the CLI's own one-line error (from any torchrun rank) over torchrun's report and its ==== rules
         mine = [ln for ln in said if ln.lower().startswith("error: ")]
         last = (mine or said)[-1][len("error: ") if mine else 0:] if said else ""
-        how = f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
-        if rc != 0:
+        how = "exit code unknown" if rc is None else f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
+        if rc:
             job.stderr_tail = said[-25:]
         if job.kind == "sweep":
             st = sweep_status(job.run, job.root)
@@ -427,10 +578,24 @@ class JobManager:
             else:
                 message = str(status.get("message") or "") if state not in FINISHED else ""
             summary = run.status()
-            if state not in FINISHED and not job.resume:
+            if state not in FINISHED and not job.resume and not job.adopted:  # an adopted folder is not ours
                 run.discard_unstarted()  # it ended before its first epoch: the job keeps the message, no folder
         job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message
         job.state = state
+
+
+def _live_pid(status: dict[str, Any]) -> int | None:
+    """The pid a status.json names, if that process still runs and is not this one."""
+    pid = status.get("pid")
+    return pid if isinstance(pid, int) and pid > 0 and pid != os.getpid() and alive(pid) else None
+
+
+def _device_name(preference: str) -> str:
+    """An adopted training's device from its config, named as its lock would be."""
+    try:
+        return str(pick_device(preference))
+    except CnnError:
+        return preference
 
 
 def _check_nproc(nproc: int, batch_size: int) -> None:
