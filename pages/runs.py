@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core.core.errors import CnnError
+from cnn_core.jobs import limits
 from cnn_core.jobs import manager as jobs
 from cnn_core.workflows import history
 from pages import ui
@@ -67,6 +68,32 @@ def do_delete() -> None:
     del ss.rn_run
 
 
+def show_limits() -> None:
+    """The operator's panel for the class's limits (jobs.limits: read on every request, so they apply at once)."""
+    with st.expander("Class limits (what each visitor may ask of this server)"):
+        try:
+            now = limits.load_limits()
+        except CnnError as e:
+            ui.error(e)
+            now = limits.Limits()
+        a, b = st.columns(2)
+        boxes = [(a, "queued_per_visitor", "Waiting jobs per visitor", 100), (a, "running_per_visitor",
+                 "Training jobs per visitor", 100), (a, "job_minutes", "Minutes per job (estimated)", 10_000),
+                 (b, "sweep_runs", "Runs per sweep", 500), (b, "min_free_gb", "Free disk to keep (GB, everyone)",
+                                                           10_000)]
+        values = {}
+        for col, field, label, top in boxes:
+            value = getattr(now, field)
+            lo, hi = (0, top) if isinstance(value, int) else (0.0, float(top))
+            values[field] = col.number_input(label, lo, hi, value, key=f"rn_lim_{field}")
+        if st.button("Save limits", key="rn_limits"):
+            try:
+                limits.save_limits(values)
+                st.success("Saved; they apply to the next request.")
+            except CnnError as e:
+                ui.error(e)
+
+
 st.title("Runs")
 kind, said = st.session_state.pop("rn_said", (None, ""))
 if kind:
@@ -88,8 +115,9 @@ st.caption(f"{len(rows)} run{'s' * (len(rows) != 1)} in {ui.esc(ui.root())}, new
 st.subheader("Rename or delete a run")
 if not ui.is_operator():
     ui.visitor_note("browse every run here and evaluate, compare and predict with them",
-                    "rename or delete runs")
+                    "rename or delete runs, or change the class's limits")
     st.stop()
+show_limits()
 by_name = {r["run"]: r for r in rows}
 if st.session_state.get("rn_run") not in by_name:
     st.session_state.pop("rn_run", None)  # renamed or deleted meanwhile

@@ -71,13 +71,14 @@ def job_panel(job_id: str) -> None:
         st.info(f"Cancelled: {ui.esc(job.message)}.")
     else:
         st.error(f"{job.state.capitalize()}: {ui.esc(job.message or 'no message')}")
-    if job.active:
+    if job.active and not ui.may_cancel(job):
+        ui.not_yours(job)
+    elif job.active:
         stopping = job.message.startswith("stopping")
         if st.button("Force stop" if stopping else "Cancel", key=f"sw_cancel_{job.id}", icon=":material/stop:",
                      help="The current run stops at its next batch and keeps its last finished epoch; starting the "
                           "same sweep again skips finished runs and resumes that one."):
-            manager.cancel(job.id)
-            st.rerun()
+            ui.cancel(manager, job)
     if not job.active and st.session_state.get("sw_watching") == job.id:
         st.session_state.sw_watching = None
         st.rerun()  # the whole page: the table below now has the last run
@@ -116,6 +117,7 @@ if "sw_model" not in st.session_state:
     on_model_change()
 
 st.title("Sweep")
+ui.visitor_note("run a sweep within the class limits and stop your own", "stop other people's sweeps")
 st.caption("Every combination of the values below is trained as an ordinary run, one after another, in the "
            "background; the table and charts fill in as runs finish.")
 job = current_job(manager)
@@ -168,7 +170,7 @@ if plan is not None:
     if st.button("Queue sweep" if busy else "Start sweep", type="primary", key="sw_start",
                  icon=":material/play_arrow:"):
         try:
-            new = manager.submit_sweep(grid, base, plan.name)
+            new = manager.submit_sweep(grid, base, plan.name, owner=ui.owner(), operator=ui.is_operator())
             st.session_state.sw_job, st.session_state.sw_view = new.id, new.run
             st.rerun()
         except CnnError as e:

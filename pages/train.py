@@ -20,6 +20,7 @@ from cnn_core.engine import distributed
 from cnn_core.engine.device import device_name, pick_device
 from cnn_core.imaging.loader import MAX_BYTES
 from cnn_core.jobs import estimate as estimates
+from cnn_core.jobs import limits
 from cnn_core.jobs import manager as jobs
 from cnn_core.models import get_spec, list_models, make_config
 from cnn_core.runs.rundir import FINISHED, RESUMABLE, list_runs
@@ -70,6 +71,16 @@ def dataset_label(name: str) -> str:
         return "Your own photos (upload a zip of class folders)"
     info = dataset_info(name)
     return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
+
+
+def epoch_seconds(cfg: TrainConfig, timing_key: dict) -> float | None:
+    """The measured time per epoch of this config; a visitor's request is always measured (in a subprocess)
+    first, so the server can hold it to the class's time limit."""
+    timings = st.session_state.setdefault("tr_timing", {})
+    if str(timing_key) not in timings and not ui.is_operator():
+        with st.spinner("Timing a few training steps (the class has a time limit per job)…"):
+            timings[str(timing_key)] = estimates.measure(cfg)["seconds_per_epoch"]
+    return timings.get(str(timing_key))
 
 
 def shared_dataset() -> str:
@@ -126,9 +137,10 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.info(f"Waiting for {job.device}: number {manager.position(job.id)} in the queue"
                 + (f", behind {ui.esc(ahead[0].run)} ({ahead[0].fraction_done():.0%} done)" if ahead else "")
                 + ". It starts by itself; you can close this tab.")
-        if st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
-            manager.cancel(job.id)
-            st.rerun()
+        if not ui.may_cancel(job):
+            ui.not_yours(job)
+        elif st.button("Cancel", key=f"tr_cancel_{job.id}", icon=":material/close:", help="Leave the queue."):
+            ui.cancel(manager, job)
     elif job.state == "running":
         p = job.progress()
         status = job.status()
@@ -144,11 +156,12 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.caption(f"{status.get('device', job.device)} · runs in the background: switching pages or closing the tab "
                    "does not stop it.")
         stopping = job.message.startswith("stopping")
-        if st.button("Force stop" if stopping else "Cancel", key=f"tr_cancel_{job.id}", icon=":material/stop:",
-                     help="Stops at the next batch and keeps the last finished epoch's checkpoint (last.pt); "
-                          "resume it later below."):
-            manager.cancel(job.id)
-            st.rerun()
+        if not ui.may_cancel(job):
+            ui.not_yours(job)
+        elif st.button("Force stop" if stopping else "Cancel", key=f"tr_cancel_{job.id}", icon=":material/stop:",
+                       help="Stops at the next batch and keeps the last finished epoch's checkpoint (last.pt); "
+                            "resume it later below."):
+            ui.cancel(manager, job)
         if stopping:
             st.caption("Stopping at the next batch…")
     elif job.state in FINISHED:
@@ -194,6 +207,14 @@ if "tr_model" not in st.session_state:
 st.title("Train")
 ui.visitor_note("train on the built-in datasets or a zip of your own photos and cancel your own jobs",
                 "train on folders of the server or stop other people's jobs")
+if not ui.is_operator():
+    try:
+        lim = limits.load_limits()
+        st.caption(f"Class limits: {lim.queued_per_visitor} waiting and {lim.running_per_visitor} training job(s) "
+                   f"each, at most {lim.job_minutes:g} minutes per job (measured before it starts), "
+                   f"{lim.sweep_runs} runs per sweep.")
+    except CnnError as e:
+        ui.error(e)
 try:
     st.caption(f"Training runs on **{device_name(pick_device('auto'))}**, one job at a time per device; "
                "later requests wait in a queue.")
@@ -311,7 +332,10 @@ if estimate is not None and cfg is not None:
                    f"({len(manager.queued(busy[0].device))} already waiting).")
     if st.button(label, type="primary", key="tr_start", icon=":material/play_arrow:"):
         try:
-            new = manager.submit(cfg, st.session_state.tr_name.strip() or None, nproc=nproc)
+            seconds = epoch_seconds(cfg, timing_key)
+            new = manager.submit(cfg, st.session_state.tr_name.strip() or None, nproc=nproc, owner=ui.owner(),
+                                 operator=ui.is_operator(),
+                                 estimated_seconds=seconds * cfg.epochs if seconds is not None else None)
             st.session_state.tr_job = new.id
             st.rerun()
         except CnnError as e:
@@ -330,7 +354,8 @@ if resumable:
     if st.button("Resume", key="tr_resume", icon=":material/resume:",
                  help="Continues from its last finished epoch with the options it was started with."):
         try:
-            st.session_state.tr_job = manager.resume(name, nproc=nproc).id
+            st.session_state.tr_job = manager.resume(name, nproc=nproc, owner=ui.owner(),
+                                                     operator=ui.is_operator()).id
             st.rerun()
         except CnnError as e:
             ui.error(e)
@@ -350,6 +375,5 @@ if history:
                                     "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}
                                    for j in history]), hide_index=True)
         for j in manager.queued():
-            if st.button(f"Remove {ui.esc(j.run)} from the queue", key=f"tr_dequeue_{j.id}"):
-                manager.cancel(j.id)
-                st.rerun()
+            if ui.may_cancel(j) and st.button(f"Remove {ui.esc(j.run)} from the queue", key=f"tr_dequeue_{j.id}"):
+                ui.cancel(manager, j)

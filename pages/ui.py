@@ -94,6 +94,31 @@ def visitor_id() -> str:
     return st.session_state[VISITOR_ID]
 
 
+def may_cancel(job: Any) -> bool:
+    """The operator may stop any job; a visitor only their own."""
+    return is_operator() or (bool(job.owner) and job.owner == visitor_id())
+
+
+def cancel(manager: Any, job: Any) -> None:
+    """Cancel ``job`` as this session (the manager checks the right again) and redraw the page."""
+    try:
+        manager.cancel(job.id, by=visitor_id(), operator=is_operator())
+    except CnnError as e:
+        error(e)
+        return
+    st.rerun()
+
+
+def not_yours(job: Any) -> None:
+    st.caption("Started " + ("from a terminal on the server" if getattr(job, "origin", "") == "terminal" else
+                             "by someone else") + ": only they or the operator can stop it.")
+
+
+def owner() -> str:
+    """The owner recorded on this session's jobs ("" for the operator's, as for the command line)."""
+    return "" if is_operator() else visitor_id()
+
+
 def visitor_note(can: str, cannot: str) -> None:
     """One line telling a visitor what this page lets them do, instead of buttons that would fail."""
     if not is_operator():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app_util import OPERATOR_TOKEN, open_page, texts
 from test_app_runs import two_runs  # noqa: F401  (the fixture)
+from test_app_train import SLEEPER, TINY, managers  # noqa: F401  (a private JobManager)
 
 
 def test_a_visitor_sees_the_runs_but_no_rename_or_delete(two_runs):  # noqa: F811
@@ -71,3 +72,40 @@ def test_a_visitor_trains_on_a_photo_folder_picked_from_the_data_roots(runs, tmp
     assert at.selectbox(key="tr_shared").value.endswith("pets") and not at.error, [e.value for e in at.error]
     assert "2 classes" in at.selectbox(key="tr_shared").options[0]
     assert box is not None and not any("any path" in o for o in box.options)
+
+
+def test_the_operator_sets_the_class_limits_and_visitors_read_them(runs):
+    from cnn_core.jobs import limits
+
+    op = open_page("train", operator=True)
+    assert "Class limits" not in texts(op)
+    limits.save_limits({"job_minutes": 5})
+    visitor = open_page("train", operator=False)
+    assert "at most 5 minutes per job" in texts(visitor)
+
+
+def test_the_limits_panel_saves_for_the_operator_only(two_runs):  # noqa: F811
+    from cnn_core.jobs import limits
+
+    visitor = open_page("runs", operator=False)
+    assert not [n for n in visitor.number_input if n.key.startswith("rn_lim_")]
+    at = open_page("runs", operator=True)
+    at.number_input(key="rn_lim_sweep_runs").set_value(3).run()
+    at.button(key="rn_limits").click().run()
+    assert limits.load_limits().sweep_runs == 3 and "Saved" in texts(at)
+
+
+def test_a_visitor_can_stop_their_own_job_but_not_someone_elses(runs, managers):  # noqa: F811
+    from cnn_core.config import TrainConfig
+
+    manager = managers(SLEEPER)
+    theirs = manager.submit(TrainConfig(**TINY), name="theirs", root=runs, owner="someone-else", operator=False)
+    at = open_page("train", operator=False)
+    assert not [b for b in at.button if b.key == f"tr_cancel_{theirs.id}"]
+    assert "only they or the operator can stop it" in texts(at)
+    mine = manager.submit(TrainConfig(**TINY), name="mine", root=runs, owner=at.session_state["_ui_visitor"],
+                          operator=False)  # this session's own job (waits behind theirs)
+    at.session_state["tr_job"] = mine.id
+    at.run()
+    at.button(key=f"tr_cancel_{mine.id}").click().run()
+    assert mine.state == "cancelled" and theirs.state == "running"
