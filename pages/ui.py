@@ -137,6 +137,7 @@ def require_router(page_file: str) -> None:
     Until some session has run st.navigation, Streamlit serves a ``pages/`` folder the old way: the first visitor
     after a server start who opens e.g. /predict directly gets that script alone, with every file of the folder
     (ui.py too) listed as a page. Such a visit goes to the router once, which then switches to this page."""
+    claim_operator()  # before a switch of page, which drops the address's query
     if not st.session_state.get(ROUTED):
         st.session_state[GOTO] = f"pages/{Path(page_file).name}"
         st.switch_page(Path(page_file).resolve().parents[1] / "streamlit_app.py")

@@ -130,9 +130,11 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
         pass  # reported below, outside this block: the error must not keep the failed step's tensors alive
     except CnnError as e:
         emit("on_exception", "failed", str(e))
+        _forget_a_failed_start(state, ddp, new=not (resume or prepared))
         raise
     except BaseException as e:
         emit("on_exception", "failed", f"{type(e).__name__}: {e}"[:300])
+        _forget_a_failed_start(state, ddp, new=not (resume or prepared))
         raise
     state.release()  # this frame outlives the error (its traceback): it must not keep the failed run's tensors
     gc.collect()  # the model, optimizer and batches of the failed run are unreachable now; hand memory back
@@ -142,6 +144,13 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
            f"(e.g. {max(1, cfg.batch_size // 2)})")
     emit("on_exception", "failed", msg)
     raise CnnError(msg)
+
+
+def _forget_a_failed_start(state: FitState, ddp: distributed.Dist, new: bool) -> None:
+    """A new run that failed before its first epoch (a missing dataset, a bad folder, a subset too small) leaves
+    no folder behind: the error was said in one line, and a runs list of empty failures helps nobody."""
+    if new and ddp.is_main and state.epoch == 0:
+        state.run.discard_unstarted()
 
 
 def _open_run(cfg: TrainConfig | None, name: str | None, existing: str | os.PathLike | None,

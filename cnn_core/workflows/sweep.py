@@ -157,7 +157,7 @@ def read_sweep(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     for r in rows:
         run_dir = runs_dir / str(r.get("run"))
         if not RunDir(run_dir).is_run():
-            r["state"] = "pending" if r.get("state") == "pending" else "missing"
+            r["state"] = r["state"] if r.get("state") in ("pending", "failed") else "missing"  # failed at start
         elif r.get("state") in ("running", "pending"):
             r.update(run_result(run_dir))  # the table is written between runs; the run folder knows better
     return rows
@@ -303,19 +303,26 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
         write_table(folder, keys, rows)
         if on_run_start is not None:
             on_run_start(i, n, dict(row))
+        failure = ""
         try:
             summary = train_run(cfg, name=None if exists else row["run"], resume=row["run"] if exists else None,
                                 root=root_path, data_dir=data_dir, callbacks=callbacks)
         except Diverged as e:
             say(f"[{i}/{n}] {row['run']}: {e}")
-        except DataError:
-            raise  # a missing or unreadable dataset fails every run alike: stop, do not table eight failures
+        except DataError as e:  # a missing or unreadable dataset fails every run alike: stop, do not table eight
+            row.update(state="failed", message=str(e))
+            write_table(folder, keys, rows)
+            raise
         except CnnError as e:
             say(f"[{i}/{n}] {row['run']}: failed: {e}")  # e.g. out of GPU memory at this batch size
+            failure = str(e)
         else:
             if summary.get("run") != row["run"]:  # cannot happen unless the name was taken meanwhile
                 raise CnnError(f"run {row['run']} was trained as {summary.get('run')}; sweep stopped")
-        row.update(run_result(root_path / row["run"]))
+        if RunDir(root_path / row["run"]).is_run():
+            row.update(run_result(root_path / row["run"]))
+        else:  # it failed before its first epoch and left no folder: the table keeps why
+            row.update(state="failed", message=failure)
         write_table(folder, keys, rows)
         if on_run_end is not None:
             on_run_end(i, n, dict(row))

@@ -80,3 +80,17 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
     assert len(res[0]["top_k"]) == 2 and {"label", "probability"} <= set(res[0]["top_k"][0])
     assert res[1]["image"].endswith("notes.jpg") and "image" in res[1]["error"]
     assert cli("predict", "cli-run", str(good), env=env).returncode == 0
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--dataset", "folder:/no/such/folder"], "does not exist"),
+    (["--dataset", "digits", "--train-subset", "3"], "too small"),
+    (["--dataset", "digitz"], "unknown dataset 'digitz'"),
+])
+def test_a_failed_start_is_one_line_and_leaves_no_run_folder(tmp_path, args, said):
+    env = {**os.environ, "CNN_CHECKPOINTS": str(tmp_path / "runs")}
+    p = subprocess.run([sys.executable, "-m", "cnn_core", "train", "--model", "lenet5", *args, "--epochs", "1"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and said in lines[0], p.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

@@ -292,3 +292,39 @@ def test_class_names_that_look_like_markdown_are_shown_as_text(browser, tmp_path
             shoot(pg, "injection-evaluate")
         finally:
             pg.context.close()
+
+
+def test_an_operator_and_a_visitor_see_what_each_may_do(e2e_root, browser, monkeypatch):
+    """Two sessions on one server: the one that opened the operator link may rename, delete and train on a server
+    path; the visitor is told in a line what it can do, and has none of those controls."""
+    monkeypatch.setenv("CNN_OPERATOR_TOKEN", "class-secret")
+    with serve(e2e_root, ARTIFACTS / "e2e-roles.log") as url:
+        operator, visitor = new_page(browser, viewport=DESKTOP), new_page(browser, viewport=PHONE)
+        try:
+            operator.goto(f"{url}/runs?operator=class-secret")
+            visitor.goto(f"{url}/runs?operator=guess")
+            for pg in (operator, visitor):
+                settle(pg)
+                pg.get_by_role("heading", name="Runs").wait_for()
+                no_error_boxes(pg)
+            assert "operator=" not in operator.url and "operator=" not in visitor.url  # the secret leaves the bar
+            assert operator.get_by_role("button", name="Delete for good").count() == 1
+            assert visitor.get_by_role("button", name="Delete for good").count() == 0
+            assert visitor.get_by_text("You are a visitor").count() == 1
+            assert operator.get_by_text("You are a visitor").count() == 0
+            shoot(visitor, "roles-visitor-runs")
+            sources = {}
+            for who, pg in (("operator", operator), ("visitor", visitor)):
+                pg.goto(f"{url}/train") if who == "visitor" else pg.get_by_role("link", name="Train").click()
+                settle(pg)  # (the operator moves within its session: a reload would be a new, visitor's session)
+                pg.get_by_role("heading", name="Train", exact=True).wait_for()
+                pg.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset").click()  # open the list
+                pg.get_by_role("option").first.wait_for()
+                sources[who] = " | ".join(pg.get_by_role("option").all_inner_texts())
+                pg.keyboard.press("Escape")
+            assert "any path" in sources["operator"] and "upload a zip" in sources["operator"]
+            assert "any path" not in sources["visitor"] and "upload a zip" in sources["visitor"]
+            assert visitor.get_by_text("You are a visitor").count() == 1
+        finally:
+            operator.context.close()
+            visitor.context.close()
