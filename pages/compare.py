@@ -118,16 +118,26 @@ if photo is not None:
             break
         shown = shown or im
         answers.append({"run": name, "prediction": top[0]["label"], "probability": top[0]["probability"],
-                        "runner-up": ", ".join(f"{t['label']} {t['probability']:.0%}" for t in top[1:])})
+                        "runner-up": ", ".join(f"{t['label']} {t['probability']:.0%}" for t in top[1:]),
+                        "classes": tuple(pred.classes)})
     if answers:
-        votes = Counter(a["prediction"] for a in answers)
-        majority, n = votes.most_common(1)[0]
-        for a in answers:
-            a["agrees"] = "✓" if a["prediction"] == majority else "✗"
-        if n == len(answers):
-            st.success(f"All {n} models agree: **{ui.esc(majority)}**.")
+        if len({a["classes"] for a in answers}) > 1:  # a digits model and a photo model have nothing to vote on
+            for a in answers:
+                a["agrees"] = ""
+            st.info("These models know different classes, so they do not vote: each one's answer is below.")
         else:
-            st.warning(f"The models disagree: {n} of {len(answers)} say **{ui.esc(majority)}**.")
+            majority, n = Counter(a["prediction"] for a in answers).most_common(1)[0]
+            for a in answers:
+                a["agrees"] = "✓" if a["prediction"] == majority else "✗"
+            if n == len(answers):
+                st.success(f"All {n} models agree: **{ui.esc(majority)}**.")
+            else:
+                st.warning(f"The models disagree: {n} of {len(answers)} say **{ui.esc(majority)}**.")
+        unsure = [a for a in answers if a["probability"] < ui.LOW_CONFIDENCE]
+        if unsure:
+            st.warning(f"Low confidence from {', '.join(ui.esc(a['run']) for a in unsure)} (at most "
+                       f"{max(a['probability'] for a in unsure):.0%}): the photo may show none of the classes "
+                       "those models know, or something they rarely saw in training.")
         img_col, table_col = st.columns([1, 3])
         img_col.image(ui.thumbnail(shown, 320), caption=photo.name, width="stretch")
         table_col.dataframe(pd.DataFrame(answers)[["agrees", "run", "prediction", "probability", "runner-up"]],

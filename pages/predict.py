@@ -17,7 +17,8 @@ ui.require_router(__file__)  # before anything else: see ui.require_router
 
 st.title("Predict")
 runs = [r for r in list_runs(ui.root()) if ui.has_checkpoint(r)]
-run = ui.pick_run("Model (a trained run)", "pr_run", runs)
+run = ui.pick_run("Model (a trained run)", "pr_run", runs, first=ui.best_for_photos(runs),
+                  help="Opens on the most accurate model of colour photos; digit models know only digits.")
 if run is None:
     st.stop()
 pred = ui.load_predictor(run)

@@ -64,8 +64,18 @@ def do_delete() -> None:
         ss.rn_said = ("error", str(e))
         return
     ss.rn_said = ("success", f"Deleted {name}.")
-    ss.rn_confirm_delete = ""
-    del ss.rn_run
+    left = [r["run"] for r in history.runs_table(ui.root())]
+    if left:
+        ss.rn_run = left[0]  # the picker shows the run the forms now act on, never the deleted name
+    else:
+        del ss.rn_run
+    reset_forms()
+
+
+def reset_forms() -> None:
+    """Another run picked (or the last one gone): nothing typed or ticked for the previous one carries over."""
+    ss = st.session_state
+    ss.rn_new, ss.rn_confirm_delete, ss.rn_confirm_rename = "", "", False
 
 
 def show_limits() -> None:
@@ -121,7 +131,7 @@ show_limits()
 by_name = {r["run"]: r for r in rows}
 if st.session_state.get("rn_run") not in by_name:
     st.session_state.pop("rn_run", None)  # renamed or deleted meanwhile
-name = st.selectbox("Run", list(by_name), key="rn_run",
+name = st.selectbox("Run", list(by_name), key="rn_run", on_change=reset_forms,
                     format_func=lambda n: f"{n} — {by_name[n]['model']} on {by_name[n]['dataset']} "
                                           f"({by_name[n]['state'].replace('_', ' ')})")
 rename_col, delete_col = st.columns(2, gap="large")

@@ -73,14 +73,25 @@ def dataset_label(name: str) -> str:
     return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
 
 
-def epoch_seconds(cfg: TrainConfig, timing_key: dict) -> float | None:
-    """The measured time per epoch of this config; a visitor's request is always measured (in a subprocess)
-    first, so the server can hold it to the class's time limit."""
-    timings = st.session_state.setdefault("tr_timing", {})
-    if str(timing_key) not in timings and not ui.is_operator():
-        with st.spinner("Timing a few training steps (the class has a time limit per job)…"):
-            timings[str(timing_key)] = estimates.measure(cfg)["seconds_per_epoch"]
-    return timings.get(str(timing_key))
+def measure(cfg: TrainConfig, timing_key: dict, why: str = "") -> dict:
+    """Time a few real steps of ``cfg`` in a subprocess (jobs.estimate): seconds per epoch, the start-up a training
+    process spends before its first batch, and whether another job was training meanwhile (then it is slower)."""
+    busy = bool(jobs.manager().running())
+    with st.spinner(f"Timing a few training steps{why}…"):
+        est = estimates.measure(cfg)
+    timing = {"epoch": est["seconds_per_epoch"], "startup": est["startup_seconds"],
+              "loaded": busy or bool(jobs.manager().running())}
+    st.session_state.setdefault("tr_timing", {})[str(timing_key)] = timing
+    return timing
+
+
+def job_seconds(cfg: TrainConfig, timing_key: dict) -> float | None:
+    """The estimated time of the whole job; a visitor's request is always measured first, so the server can hold
+    it to the class's time limit."""
+    timing = st.session_state.setdefault("tr_timing", {}).get(str(timing_key))
+    if timing is None and not ui.is_operator():
+        timing = measure(cfg, timing_key, " (the class has a time limit per job)")
+    return timing["epoch"] * cfg.epochs + timing["startup"] if timing else None
 
 
 def shared_dataset() -> str:
@@ -147,6 +158,8 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         if p:
             st.progress(job.fraction_done(), text=f"epoch {p['epoch']}/{p['epochs']} · batch {p['batch']}/"
                                                   f"{p['batches']} · loss {p['loss']:.4f}")
+        elif status.get("state") in FINISHED:  # trained; the process still tests the best checkpoint and writes
+            st.progress(1.0, text="finishing: testing the best checkpoint and writing the model card…")
         else:
             st.progress(0.0, text=ui.esc(status.get("message") or "starting") + "…")
         c1, c2, c3 = st.columns(3)
@@ -305,22 +318,21 @@ if estimate is not None and cfg is not None:
                    f"{estimate.input_size}x{estimate.input_size}, {estimate.channels} channel(s)")
     c2.metric("Batches per epoch", f"{estimate.batches_per_epoch:,}",
               help=f"{estimate.train_images:,} training and {estimate.val_images:,} validation images")
-    measured = st.session_state.get("tr_timing", {}).get(str(timing_key))
-    if measured is not None:
-        c3.metric("Time per epoch", ui.duration(measured),
+    timing = st.session_state.get("tr_timing", {}).get(str(timing_key))
+    if timing is not None:
+        c3.metric("Time per epoch", ui.duration(timing["epoch"]),
                   help=f"measured on {estimate.device} ({estimate.precision})")
-        st.caption(f"≈ {ui.duration(measured * cfg.epochs)} for {cfg.epochs} epochs on {estimate.device}, "
-                   f"{estimate.precision}; measured from a few real training steps"
-                   + (" while another job was training, so it is pessimistic." if manager.running() else "."))
+        st.caption(f"≈ {ui.duration(timing['epoch'] * cfg.epochs + timing['startup'])} in all for {cfg.epochs} "
+                   f"epochs on {estimate.device}, {estimate.precision}, counting about "
+                   f"{ui.duration(timing['startup'])} to start; timed from a few real training steps"
+                   + (" while another job was training, so it may come out faster." if timing["loaded"] else "."))
     else:
         with c3:
             if st.button("Estimate time per epoch", key="tr_measure", icon=":material/timer:",
                          help="Runs a few training steps in a separate process on this server (a few seconds; "
                               "longer for big models)."):
                 try:
-                    with st.spinner("Timing a few training steps…"):
-                        t = estimates.measure(cfg)["seconds_per_epoch"]
-                    st.session_state.setdefault("tr_timing", {})[str(timing_key)] = t
+                    measure(cfg, timing_key)
                     st.rerun()
                 except CnnError as e:
                     ui.error(e)
@@ -332,10 +344,8 @@ if estimate is not None and cfg is not None:
                    f"({len(manager.queued(busy[0].device))} already waiting).")
     if st.button(label, type="primary", key="tr_start", icon=":material/play_arrow:"):
         try:
-            seconds = epoch_seconds(cfg, timing_key)
             new = manager.submit(cfg, st.session_state.tr_name.strip() or None, nproc=nproc, owner=ui.owner(),
-                                 operator=ui.is_operator(),
-                                 estimated_seconds=seconds * cfg.epochs if seconds is not None else None)
+                                 operator=ui.is_operator(), estimated_seconds=job_seconds(cfg, timing_key))
             st.session_state.tr_job = new.id
             st.rerun()
         except CnnError as e:

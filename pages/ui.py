@@ -21,11 +21,11 @@ from PIL import Image, ImageOps
 from cnn_core.config import train_config as config
 from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
-from cnn_core.data import folder_datasets
+from cnn_core.data import folder_datasets, is_photo_dataset
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run, split_images
 from cnn_core.models import model_table
-from cnn_core.runs.rundir import RunDir, RunInfo, runs_root
+from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -161,6 +161,14 @@ def smallest_model() -> str:
     return min(model_table(), key=lambda r: r["params"])["model"]
 
 
+def best_for_photos(runs: list[RunInfo]) -> int:
+    """Where a photo from a phone is best sent: the most accurate finished run on colour photos (not a digits
+    model, which would read a cat as a digit); the newest run when there is none."""
+    photo = [(r.test_accuracy or 0.0, -i) for i, r in enumerate(runs)
+             if r.state in FINISHED and is_photo_dataset(r.dataset)]
+    return -max(photo)[1] if photo else 0
+
+
 def has_checkpoint(run: RunInfo) -> bool:
     return run.run.has_checkpoint()
 
@@ -182,8 +190,10 @@ def no_runs_message() -> None:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")
 
 
-def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None) -> RunInfo | None:
-    """A selectbox over ``runs`` (newest first); explains what to do when there are none."""
+def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None, first: int | None = None
+             ) -> RunInfo | None:
+    """A selectbox over ``runs`` (newest first), opening on ``first`` (default: the newest with a checkpoint);
+    explains what to do when there are none."""
     if not runs:
         no_runs_message()
         return None
@@ -191,8 +201,9 @@ def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None)
     if st.session_state.get(key) not in names:
         st.session_state.pop(key, None)  # a run that was deleted or renamed meanwhile
     by_name = {r.name: r for r in runs}
-    first_usable = next((i for i, r in enumerate(runs) if has_checkpoint(r)), 0)
-    name = st.selectbox(label, names, index=first_usable, format_func=lambda n: run_label(by_name[n]), key=key,
+    if first is None:
+        first = next((i for i, r in enumerate(runs) if has_checkpoint(r)), 0)
+    name = st.selectbox(label, names, index=first, format_func=lambda n: run_label(by_name[n]), key=key,
                         help=help)
     return by_name[name]
 
@@ -283,8 +294,10 @@ def curve_chart(df: pd.DataFrame, metric: str, color: str = "split", title: str 
             .encode(x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
                     y=alt.Y("value:Q", title=title or metric, scale=y_scale,
                             axis=alt.Axis(format=".0%") if metric == "accuracy" else alt.Axis()),
-                    color=alt.Color(f"{color}:N", title=None, legend=alt.Legend(orient="top"),
-                                    scale=alt.Scale(range=PALETTE)),
+                    color=alt.Color(f"{color}:N", title=None, scale=alt.Scale(range=PALETTE),
+                                    # runs have long names: one per line under the chart, never cut off
+                                    legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0)
+                                    if color == "run" else alt.Legend(orient="top")),
                     tooltip=["epoch:Q", f"{color}:N", alt.Tooltip("value:Q", format=".4f")])
             .properties(height=300))
 
@@ -378,8 +391,8 @@ def f1_chart(df: pd.DataFrame) -> alt.Chart:
                             axis=alt.Axis(labelAngle=label_angle(order), labelOverlap=False)),
                     xOffset=alt.XOffset("run:N"),
                     y=alt.Y("F1:Q", scale=alt.Scale(domain=[0, 1])),
-                    color=alt.Color("run:N", title=None, legend=alt.Legend(orient="top"),
-                                    scale=alt.Scale(range=PALETTE)),
+                    color=alt.Color("run:N", title=None, scale=alt.Scale(range=PALETTE),
+                                    legend=alt.Legend(orient="bottom", direction="vertical", labelLimit=0)),
                     tooltip=["run:N", "class:N", alt.Tooltip("F1:Q", format=".3f")])
             .properties(height=280))
 

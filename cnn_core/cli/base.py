@@ -1,18 +1,13 @@
-"""What every command shares: the registry of commands, a parser whose errors are one line, and the callbacks
-that make training talk to a terminal (lines, a tqdm progress bar, SIGTERM as "stop at the next batch")."""
+"""What every command shares: the registry of commands and a parser whose errors are one line. Light on
+purpose: ``--help`` and the parser never import torch (command modules import what they need when they run)."""
 
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..core.errors import CnnError
-from ..engine.devicelock import DeviceLock
-from ..training.callbacks import Callback, FitState
 
 Run = Callable[[argparse.Namespace], int]
 AddArgs = Callable[[argparse.ArgumentParser], None]
@@ -46,75 +41,8 @@ class Parser(argparse.ArgumentParser):
         raise CnnError(f"{message} (see: {self.prog} --help)")
 
 
-class Printer(Callback):
-    """Training's lines on stdout (none with ``quiet``)."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.quiet = quiet
-
-    def on_message(self, text: str) -> None:
-        if not self.quiet:
-            print(text, flush=True)
-
-
-class ProgressBar(Callback):
-    """A tqdm bar per epoch on stderr, only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        from tqdm import tqdm
-
-        self.tqdm, self.bar = tqdm, None
-
-    def on_batch_end(self, state: FitState, batch: int, batches: int, loss: float) -> None:
-        if self.bar is None:
-            self.bar = self.tqdm(total=batches, desc=f"epoch {state.epoch}/{state.cfg.epochs}", leave=False,
-                                 disable=None, unit="batch", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(batch - self.bar.n)
-        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        if batch == batches:
-            self.close()
-
-    def on_exception(self, state: FitState, outcome: str, message: str) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class StopOnSignal(Callback):
-    """SIGTERM (the app's Cancel) stops training at the next batch; last.pt keeps the last finished epoch."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.stop = True
-
-    def should_stop(self) -> bool:
-        return self.stop
-
-
-class LockLabel(Callback):
-    """The device lock names the run in training once its folder exists (a sweep's: each run in turn), so a
-    second training is told which run to wait for."""
-
-    def __init__(self, lock: DeviceLock | None) -> None:
-        self.lock = lock
-
-    def on_setup(self, state: FitState) -> None:
-        if self.lock is not None:
-            self.lock.describe(run=state.run.name, root=str(state.run.root.resolve()))
-
-
 def train_device(device: str) -> str:
     """The device a config's ``device`` setting trains on, named as its lock is ("cpu", "cuda:0")."""
     from ..engine.device import pick_device
 
     return str(pick_device(device))
-
-
-def terminal_callbacks(quiet: bool) -> list[Callback]:
-    return [StopOnSignal(), Printer(quiet), ProgressBar()]

@@ -8,8 +8,6 @@ import json
 
 from ..config.argv import add_train_options, explicit_options
 from ..core.errors import CnnError
-from ..models import make_config
-from ..training.estimate import estimate_epoch
 from .base import command
 
 
@@ -21,6 +19,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 @command("estimate", "parameters, batches per epoch and a measured time per epoch for a configuration", add_args)
 def cmd_estimate(args: argparse.Namespace) -> int:
+    from ..models import make_config
+    from ..training.estimate import estimate_epoch
+
     explicit = explicit_options(args)
     if not args.dataset and not args.preset:
         raise CnnError("estimate needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")

@@ -6,9 +6,6 @@ import argparse
 import json
 
 from ..core.errors import CnnError
-from ..evaluation.export import FORMATS, export_run
-from ..evaluation.predictor import Predictor
-from ..evaluation.reports import evaluate_run
 from .base import command
 
 
@@ -20,6 +17,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "metrics of a run's best checkpoint on its test (or val) split", _evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation.reports import evaluate_run
+
     rep = evaluate_run(args.run, args.split, args.checkpoints, args.data_dir)
     if args.json:
         keys = ("run", "split", "checkpoint", "epoch", "accuracy", "macro_f1", "confusion_matrix", "per_class",
@@ -47,6 +46,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("predict", "classify image files with a run's best checkpoint", _predict_args)
 def cmd_predict(args: argparse.Namespace) -> int:
+    from ..evaluation.predictor import Predictor
+
     if args.top_k < 1:
         raise CnnError("--top-k must be at least 1")
     pred = Predictor.from_run(args.run, args.checkpoints)
@@ -64,12 +65,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run")
-    p.add_argument("--format", choices=tuple(FORMATS), default="pt2", help="pt2 or onnx (default: pt2)")
+    p.add_argument("--format", default="pt2", metavar="pt2|onnx", help="torch.export program or ONNX (default: pt2)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 @command("export", "write a run's best model as model.pt2 or model.onnx, with preprocessing.json", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
+    from ..evaluation.export import export_run
+
+
     res = export_run(args.run, args.format, args.checkpoints)
     if args.json:
         print(json.dumps(res))

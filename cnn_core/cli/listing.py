@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data import data_dir, dataset_table
-from ..models import model_table
-from ..runs.rundir import list_runs
 from .base import command
 
 
@@ -17,6 +14,8 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 @command("models", "list registered models with parameter counts and input sizes", _json_flag)
 def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import model_table
+
     rows = model_table()
     if args.json:
         print(json.dumps(rows))
@@ -31,6 +30,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 @command("datasets", "list datasets and whether they are present", _json_flag)
 def cmd_datasets(args: argparse.Namespace) -> int:
+    from ..data import data_dir, dataset_table
+
     rows = dataset_table(args.data_dir)
     if args.json:
         print(json.dumps(rows))
@@ -44,6 +45,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 @command("runs", "list runs with their state and accuracy", _json_flag)
 def cmd_runs(args: argparse.Namespace) -> int:
+    from ..runs.rundir import list_runs
+
     runs = list_runs(args.checkpoints)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], default=str))

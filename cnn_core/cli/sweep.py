@@ -8,11 +8,7 @@ import json
 from ..config.argv import add_train_options, explicit_options
 from ..config.train_config import sweepable
 from ..core.errors import CnnError
-from ..engine.devicelock import device_lock
-from ..models import make_config
-from ..training.tblog import TensorBoard
-from ..workflows.sweep import run_sweep, sweep_plan_of, to_markdown
-from .base import LockLabel, command, terminal_callbacks, train_device
+from .base import command, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -30,6 +26,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
                      "checkpoints/sweeps/<name>/sweep.csv. Re-running the same command skips finished runs and "
                      "resumes interrupted ones.")
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..engine.devicelock import device_lock
+    from ..models import make_config
+    from ..training.tblog import TensorBoard
+    from ..workflows.sweep import run_sweep, sweep_plan_of, to_markdown
+    from .terminal import LockLabel, terminal_callbacks
+
     explicit = explicit_options(args)
     if args.resume:
         if explicit or args.name:

@@ -9,13 +9,7 @@ import json
 from ..config.argv import add_train_options, explicit_options
 from ..config.train_config import TrainConfig
 from ..core.errors import CnnError
-from ..engine import distributed
-from ..engine.devicelock import device_lock
-from ..models import make_config
-from ..runs.rundir import RunDir
-from ..training.tblog import TensorBoard
-from ..workflows.run import train_run
-from .base import LockLabel, command, terminal_callbacks, train_device
+from .base import command, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -31,6 +25,13 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train a model; checkpoints go to checkpoints/<run>/", add_args)
 def cmd_train(args: argparse.Namespace) -> int:
+    from ..engine import distributed
+    from ..engine.devicelock import device_lock
+    from ..models import make_config
+    from ..training.tblog import TensorBoard
+    from ..workflows.run import train_run
+    from .terminal import LockLabel, terminal_callbacks
+
     explicit = explicit_options(args)
     existing = args.resume or args.prepared
     if args.resume and args.prepared:
@@ -61,6 +62,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _saved_config(run: str, root: str | None) -> TrainConfig:
+    from ..runs.rundir import RunDir
+
     saved = RunDir.resolve(run, root).config()
     if not saved:
         raise CnnError(f"run {run} has no readable config.json; it cannot be trained")

@@ -114,8 +114,8 @@ def _where(k: _Known) -> Callable[[Path], str | None]:
 
 
 register_dataset("digits", "scikit-learn's 1,797 handwritten digits, 8x8 grayscale (bundled, no download)", 10, False,
-          _load_digits, lambda ddir: "bundled with scikit-learn")
+                 _load_digits, lambda ddir: "bundled with scikit-learn", channels=1)
 register_dataset("mnist", "MNIST: 70,000 handwritten digits, 28x28 grayscale", 10, False,
-          lambda d, c: _load_known(_MNIST, d, c), _where(_MNIST))
+                 lambda d, c: _load_known(_MNIST, d, c), _where(_MNIST), channels=_MNIST.channels)
 register_dataset("cifar10", "CIFAR-10: 60,000 photos in 10 classes, 32x32 RGB", 10, True,
-          lambda d, c: _load_known(_CIFAR, d, c), _where(_CIFAR))
+                 lambda d, c: _load_known(_CIFAR, d, c), _where(_CIFAR), channels=_CIFAR.channels)

@@ -53,6 +53,7 @@ class DatasetInfo:
     flip: bool
     loader: Callable[[Path, Path], Dataset]  # (data_dir, cache_dir) -> Dataset
     locate: Callable[[Path], str | None]  # where it would be read from, None when absent and download is needed
+    channels: int = 3  # 1: grayscale images (digits), 3: colour photos
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
@@ -163,7 +164,13 @@ def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 def register_dataset(name: str, description: str, classes: int, flip: bool, loader: Callable[[Path, Path], Dataset],
-              locate: Callable[[Path], str | None]) -> None:
+                     locate: Callable[[Path], str | None], channels: int = 3) -> None:
     if name in _DATASETS:
         raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = DatasetInfo(name, description, classes, flip, loader, locate)
+    _DATASETS[name] = DatasetInfo(name, description, classes, flip, loader, locate, channels)
+
+
+def is_photo_dataset(name: str) -> bool:
+    """Whether models trained on ``name`` look at colour photos (folder:PATH datasets are photos) rather than
+    grayscale digits: what Predict offers first for a photo from a phone."""
+    return ":" in name or (name in _DATASETS and _DATASETS[name].channels == 3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ def measure(cfg: TrainConfig, timeout: float = TIMEOUT) -> dict[str, Any]:
     a one-line CnnError when it cannot be made."""
     argv = [sys.executable, "-m", "cnn_core", "estimate", *config_args(cfg), "--json"]
     env = settings.child_env(settings.runs_root(), Path(__file__).resolve().parents[2])
+    start = time.monotonic()
     try:
         p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
@@ -31,6 +33,10 @@ def measure(cfg: TrainConfig, timeout: float = TIMEOUT) -> dict[str, Any]:
         mine = [ln[len("error: "):] for ln in said if ln.startswith("error: ")]
         raise CnnError((mine or said or [f"the estimate failed (exit code {p.returncode})"])[-1])
     try:
-        return json.loads(p.stdout.strip().splitlines()[-1])
+        est = json.loads(p.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         raise CnnError("the estimate printed no result") from None
+    # what a training process spends before its first batch (starting Python and torch, loading the data, building
+    # the model) is about what this one spent outside its timed steps
+    est["startup_seconds"] = max(0.0, time.monotonic() - start - float(est.get("measuring_seconds") or 0.0))
+    return est

@@ -134,6 +134,9 @@ class ProgressFile(Callback):
     def __init__(self, every: float = 1.0) -> None:
         self.every, self.last = every, 0.0
 
+    def on_setup(self, state: FitState) -> None:
+        state.run.clear_progress()  # a resumed run's progress.json is its last process's: never show it again
+
     def on_batch_end(self, state: FitState, batch: int, batches: int, loss: float) -> None:
         now = time.monotonic()
         if now - self.last >= self.every or batch == batches:

@@ -39,6 +39,7 @@ class Estimate:
     seconds_per_batch: float | None = None  # None when not measured
     seconds_per_epoch: float | None = None  # training batches plus the validation pass
     measured_batch: int | None = None  # the batch the steps were timed on (smaller than the real one: scaled)
+    measuring_seconds: float | None = None  # time spent in the timed steps themselves
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +82,9 @@ def estimate_epoch(cfg: TrainConfig, *, measure: bool = True, budget_seconds: fl
 
     warm = steps(1)  # first step pays for allocator and kernel selection
     k = max(1, min(8, n_batches, int(budget_seconds / max(warm, 1e-3))))
-    per_batch = steps(k) / k * cfg.batch_size / measured  # time grows with the images per step
+    timed = steps(k)
+    per_batch = timed / k * cfg.batch_size / measured  # time grows with the images per step
+    est.measuring_seconds = warm + timed
     est.measured_batch = measured
     val_batches = est.val_images / cfg.batch_size
     max_val = cfg.max_batches * 1024 / cfg.batch_size if cfg.max_batches else val_batches  # fit caps val alike

@@ -103,3 +103,29 @@ def test_a_whole_sweep_can_be_loaded(runs, digits_run):
     assert not at.exception and at.multiselect(key="cmp_runs").value == names
     assert list(at.dataframe[0].value["run"]) == names
     assert set(next(chart_data(c) for c in charts(at) if "F1" in chart_data(c))["run"]) == set(names)
+
+
+def test_models_that_know_different_classes_do_not_vote(runs, digits_run, tmp_path):
+    """A digits model and a cats/dogs model each answer the photo; nobody counts their answers as votes."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from cnn_core.config import TrainConfig
+    from cnn_core.workflows.run import train_run
+
+    shutil.copytree(digits_run, runs / "digits")
+    photos = tmp_path / "pets"
+    for k, cls in enumerate(["cats", "dogs"]):
+        (photos / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(np.full((16, 16, 3), 90 * k + i, dtype=np.uint8)).save(photos / cls / f"{i}.png")
+    train_run(TrainConfig(model="lenet5", dataset=f"folder:{photos}", epochs=1, batch_size=4), name="pets",
+              root=runs)
+    at = open_page("compare")
+    at.multiselect(key="cmp_runs").set_value(["digits", "pets"]).run()
+    at.file_uploader(key="cmp_photo").set_value(("digit.png", digit_png(3)[0], "image/png")).run()
+    assert not at.exception
+    assert "know different classes" in texts(at) and "agree" not in texts(at)
+    assert set(at.dataframe[-1].value["agrees"]) == {""}

@@ -71,3 +71,21 @@ def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
     at.selectbox(key="pr_run").set_value("broken-ckpt").run()
     assert not at.exception
     assert "cannot be used" in shown(at.error[0]) and "not readable" in shown(at.error[0])
+
+
+def test_predict_opens_on_the_best_model_for_photos(runs):
+    """A phone photo goes to a colour model first (the CIFAR-10 demo), not the newest run, a digits model."""
+    import os
+    import shutil
+    import time
+    from pathlib import Path
+
+    demos = Path(__file__).resolve().parents[2] / "checkpoints"
+    for age, name in enumerate(["demo-mnist-lenet5", "demo-cifar10-lenet5", "demo-cifar10-fast"]):
+        shutil.copytree(demos / name, runs / name)
+        t = time.time() - 60 * (3 - age)
+        os.utime(runs / name, (t, t))
+    os.utime(runs / "demo-mnist-lenet5", None)  # the newest
+    at = open_page("predict")
+    assert at.selectbox(key="pr_run").value == "demo-cifar10-fast"  # the most accurate on photos
+    assert "airplane" in texts(at)  # and it says what it can recognise

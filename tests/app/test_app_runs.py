@@ -102,3 +102,17 @@ def test_a_run_a_job_is_training_is_refused_with_a_clear_message(two_runs, manag
 def test_no_runs_says_what_to_do(runs):
     at = open_page("runs")
     assert "no trained runs" in texts(at) and not at.dataframe
+
+
+def test_the_forms_always_act_on_the_run_shown(two_runs):
+    """Picking another run clears what was ticked or typed; after a delete the picker shows a run that exists."""
+    at = open_page("runs")
+    at.selectbox(key="rn_run").set_value("alpha").run()
+    at.checkbox(key="rn_confirm_rename").check().run()
+    at.text_input(key="rn_confirm_delete").set_value("alpha").run()
+    at.selectbox(key="rn_run").set_value("beta").run()
+    assert not at.checkbox(key="rn_confirm_rename").value and at.text_input(key="rn_confirm_delete").value == ""
+    at.text_input(key="rn_confirm_delete").set_value("beta").run()
+    at.button(key="rn_delete").click().run()
+    assert not (two_runs / "beta").exists() and at.selectbox(key="rn_run").value == "alpha"
+    assert at.selectbox(key="rn_run").options[0].startswith("alpha")
