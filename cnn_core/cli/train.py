@@ -50,8 +50,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             summary = train_run(cfg, name=args.name, resume=args.resume, prepared=args.prepared,
                                 root=args.checkpoints, data_dir=args.data_dir, callbacks=callbacks)
-        finally:
+        except BaseException:
             distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
+            raise
+        distributed.teardown(finished=True)
     if not distributed.is_main():
         return 0  # rank 0 prints for the whole job
     if args.json:

@@ -3,6 +3,7 @@ zips, unpacked folders or torchvision's own files; torchvision downloads them wh
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,9 +36,21 @@ def _locate(k: _Known, ddir: Path) -> tuple[str, Path] | None:
             return "folder", folder
     if (ddir / k.zip_name).is_file():
         return "zip", ddir / k.zip_name
-    if (ddir / k.tv_marker).is_dir():
+    if (ddir / k.tv_marker).is_dir() and _torchvision_complete(k, ddir):
         return "torchvision", ddir / k.tv_marker
     return None
+
+
+def _torchvision_complete(k: _Known, ddir: Path) -> bool:
+    """Whether torchvision's own files are all there (a failed download can leave an empty MNIST/raw/ behind:
+    a dataset is present only when it would load)."""
+    import torchvision
+
+    if k is _CIFAR:
+        names = [name for name, _ in torchvision.datasets.CIFAR10.train_list + torchvision.datasets.CIFAR10.test_list]
+        return all((ddir / k.tv_marker / n).is_file() for n in names)
+    names = [Path(url).name.removesuffix(".gz") for url, _ in torchvision.datasets.MNIST.resources]
+    return all((ddir / k.tv_marker / "raw" / n).is_file() for n in names)
 
 
 def _torchvision_arrays(k: _Known, ddir: Path, download: bool) -> dict:
@@ -60,10 +73,13 @@ def _torchvision_arrays(k: _Known, ddir: Path, download: bool) -> dict:
 def _load_known(k: _Known, ddir: Path, cdir: Path) -> Dataset:
     found = _locate(k, ddir)
     if found is None:
+        made = [p for p in (ddir, ddir / k.tv_marker) if not p.exists()]
         try:
             ddir.mkdir(parents=True, exist_ok=True)
             arrays = _torchvision_arrays(k, ddir, download=True)
         except Exception as e:  # offline, read-only, a broken mirror: all say the same thing to the user
+            for p in reversed(made):  # a failed download leaves nothing: no empty folder reads as "present"
+                shutil.rmtree(p, ignore_errors=True)
             raise DataError(
                 f"{k.title} not found in {ddir} and the download failed ({type(e).__name__}); put {k.zip_name} "
                 f"(or torchvision's {k.tv_marker}/ or an unpacked {k.name}/train,test/) there, or set "
@@ -90,7 +106,14 @@ def _load_known(k: _Known, ddir: Path, cdir: Path) -> Dataset:
                 out[f"x_{split}"], out[f"y_{split}"], out["classes"] = read_folder_split(path / split, k.channels)
         return out
 
-    arrays = cached_arrays(f"{k.name}-{fingerprint(path)}", build, cdir)
+    try:
+        arrays = cached_arrays(f"{k.name}-{fingerprint(path)}", build, cdir)
+    except DataError:
+        raise
+    except (OSError, RuntimeError, ValueError) as e:  # torchvision's "Dataset not found", an unreadable file, ...
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise DataError(f"{k.title} in {path} cannot be read ({first}); replace it, or put {k.zip_name} in "
+                        f"{ddir}") from None
     return to_dataset(k.name, arrays, k.flip, str(path))
 
 

@@ -1,5 +1,6 @@
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,26 @@ def test_real_cifar10_from_the_shared_zip():
 def test_real_mnist_from_the_shared_zip():
     ds = data.load_dataset("mnist")
     assert ds.x_train.shape == (60000, 1, 28, 28) and len(ds.x_test) == 10000
+
+
+def test_a_failed_download_leaves_nothing_and_an_empty_folder_is_not_present(tmp_path, monkeypatch):
+    """An empty MNIST/raw/ (what a failed download used to leave) is not "present", and a failed download
+    removes what it made: `datasets` and the app then say MNIST is missing, not that it is here."""
+    import torchvision
+
+    ddir = tmp_path / "data"
+    (ddir / "MNIST" / "raw").mkdir(parents=True)
+    assert data.dataset_info("mnist").locate(ddir) is None
+
+    def offline(root, *a, download=False, **k):
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        (raw / "partial.gz").write_bytes(b"half")  # what an interrupted download leaves
+        raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    (ddir / "MNIST" / "raw").rmdir()
+    (ddir / "MNIST").rmdir()
+    with pytest.raises(DataError, match="MNIST not found"):
+        data.load_dataset("mnist", ddir)
+    assert list(ddir.iterdir()) == []
