@@ -120,12 +120,7 @@ st.title("Sweep")
 ui.visitor_note("run a sweep within the class limits and stop your own", "stop other people's sweeps")
 st.caption("Every combination of the values below is trained as an ordinary run, one after another, in the "
            "background; the table and charts fill in as runs finish.")
-job = current_job(manager)
-if job is not None:
-    with st.container(border=True):
-        if job.active:
-            st.session_state.sw_watching = job.id
-        st.fragment(job_panel, run_every=1.0 if job.active else None)(job.id)
+ui.follow(current_job(manager), job_panel, "sw_watching")
 
 st.subheader("New sweep")
 left, right = st.columns(2)

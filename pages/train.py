@@ -234,12 +234,7 @@ try:
 except CnnError as e:
     ui.error(e)
 
-job = current_job(manager)
-if job is not None:
-    with st.container(border=True):
-        if job.active:
-            st.session_state.tr_watching = job.id
-        st.fragment(job_panel, run_every=1.0 if job.active else None)(job.id)
+ui.follow(current_job(manager), job_panel, "tr_watching")
 
 st.subheader("New training run")
 st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_preset", on_change=on_preset_change,

@@ -94,6 +94,17 @@ def visitor_id() -> str:
     return st.session_state[VISITOR_ID]
 
 
+def follow(job: Any, panel: Any, watching_key: str) -> None:
+    """A job's panel in a frame, redrawn every second while the job is active (a fragment: the rest of the page
+    stays put); the panel reruns the whole page once the job ends."""
+    if job is None:
+        return
+    with st.container(border=True):
+        if job.active:
+            st.session_state[watching_key] = job.id
+        st.fragment(panel, run_every=1.0 if job.active else None)(job.id)
+
+
 def may_cancel(job: Any) -> bool:
     """The operator may stop any job; a visitor only their own."""
     return is_operator() or (bool(job.owner) and job.owner == visitor_id())
