@@ -20,7 +20,7 @@ from torch import nn
 
 from ..core.errors import CnnError
 from ..core.files import atomic_write_bytes, write_json
-from ..runs.checkpoint import model_from_checkpoint
+from ..runs.checkpoint import load_checkpoint, model_from_checkpoint
 from ..runs.rundir import RunDir
 
 FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx"}
@@ -109,7 +109,7 @@ def export_run(run: str | os.PathLike, fmt: str = "pt2", root: str | os.PathLike
         raise CnnError(f"export format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     run_dir = RunDir.resolve(run, root)
     source = run_dir.checkpoint("best")
-    ckpt = run_dir.load("best")
+    ckpt = load_checkpoint(source)
     model = model_from_checkpoint(ckpt).float().eval()  # plain fp32 on the CPU, whatever it trained with
     example = _example(ckpt)
     out = run_dir.file(FORMATS[fmt])

@@ -25,6 +25,7 @@ from ..core.files import atomic_write_text
 from ..core.version import __version__
 from ..engine.prepared import Prepared, prepare_data
 from ..models.registry import get_spec
+from ..runs.checkpoint import load_checkpoint
 from ..runs.rundir import FINISHED, RunDir
 from .reports import evaluate_run
 
@@ -57,7 +58,7 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
     if st.get("state") not in FINISHED:
         raise CnnError(f"run {run_dir.name} is {st.get('state', 'not started')}; a model card needs a finished run")
     path = run_dir.checkpoint("best")
-    ckpt = run_dir.load("best")
+    ckpt = load_checkpoint(path)
     if prep is None:
         prep = prepare_data(cfg, data_dir, split_file=run_dir.file(RunDir.SPLIT))
     rep = report if report is not None else evaluate_run(run_dir, "test", data_dir=data_dir, prep=prep)
