@@ -9,6 +9,7 @@ Prints a table and writes the same figures (and every sample) to bench-results.j
     make bench                      # full: lenet5 full epoch, resnet18 and fastnet on fixed batches
     python -m bench.run --quick     # fewer batches, for a smoke check
     python -m bench.run --predict-only --repeat 6   # only the 12-MP prediction, 6 processes x 50 (~1 min)
+    python -m bench.first_contact                   # only --help, models and the first page after make run
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench import first_contact
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "bench" / "reference_loop.py"
@@ -140,9 +143,11 @@ def main() -> None:
                                               for r, e in zip(refs, engs)]})
     fast = engine("fastnet", 5 if args.quick else 40, batch_size=512, preset="cifar10-fast")
     latency = predict_rounds(args.repeat, 10 if args.quick else 50)
+    contact = first_contact.measure(args.repeat)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
-              "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency}
+              "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency,
+              "first_contact": contact}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"{'model':<10}{'batches':>11}{'reference img/s':>17}{'engine img/s':>14}{'ratio':>7}"
@@ -158,6 +163,7 @@ def main() -> None:
     print(f"fastnet (cifar10-fast settings, batch 512, {fast['precision']}): {fast['train_images_per_second']:,.0f} "
           f"train img/s, {fast['eval_images_per_second']:,.0f} eval img/s, peak {fast['peak_rss_mb']:,.0f} MB")
     print_latency(latency)
+    print(first_contact.describe(contact))
     print(f"written: {args.out}")
 
 

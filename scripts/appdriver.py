@@ -31,14 +31,15 @@ def free_port() -> int:
 
 @contextmanager
 def serve(runs: Path, log: Path, start_timeout: float = 90) -> Iterator[str]:
-    """`streamlit run` on a free loopback port over the runs in ``runs``; yields its URL. Stopping the server
+    """The app on a free loopback port over the runs in ``runs``; yields its URL. Stopping the server
     cancels its training jobs (they stop at a batch and keep last.pt)."""
     port = free_port()
     env = dict(os.environ, CNN_CHECKPOINTS=str(runs), PYTHONPATH=str(ROOT))
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        # started as `make run` starts it (scripts/serve.py: the pages' imports done before the server answers)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--port", str(port), "--",
+                                 "--server.address", "127.0.0.1", "--server.headless", "true"],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{port}"

@@ -28,6 +28,26 @@ def test_models_lists_the_registry_with_parameter_counts():
     assert {"lenet5", "lenet5_wide", "resnet9", "resnet18", "vgg16", "alexnet"} <= set(by)
 
 
+def test_models_answers_from_its_cache_without_importing_torch(tmp_path, monkeypatch):
+    """The first call builds the table (torch, torchvision: seconds); later calls read it back and import
+    neither; a changed model file or library version makes a new key, so a stale table is never shown."""
+    env = {"CNN_CACHE_DIR": str(tmp_path)}
+    first = json.loads(cli("models", "--json", env=env, check=0).stdout)
+    assert len(list(tmp_path.glob("model-table-*.json"))) == 1
+    probe = ("import sys, json; from cnn_core.cli.main import main; main(['models', '--json']); "
+             "print(json.dumps(sorted(m for m in ('torch', 'torchvision') if m in sys.modules)))")
+    p = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                       text=True, timeout=120, check=True)
+    rows, imported = p.stdout.strip().splitlines()
+    assert json.loads(rows) == first and json.loads(imported) == []
+
+    from cnn_core.cli import listing
+
+    before = listing._models_key()
+    monkeypatch.setattr(listing.importlib.metadata, "version", lambda package: "99.0")
+    assert listing._models_key() != before
+
+
 def test_datasets_reports_presence(tmp_path):
     out = json.loads(cli("--data-dir", str(tmp_path), "datasets", "--json", check=0).stdout)
     by = {r["dataset"]: r for r in out}
