@@ -92,12 +92,16 @@ def show_sweep(name: str) -> None:
         return
     keys = swept_keys(rows)
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch",
+    varied = [k for k in keys if len({r.get(k) for r in rows}) > 1]
+    # what a student compares first, where a phone (three columns wide) shows it: the settings that differ, then
+    # the accuracies; the run's name, its state and the rest follow to the right
+    first = [*varied, "test_accuracy", "best_val_accuracy", "state", "run"]
+    order = [c for c in first if c in table.columns] + [c for c in table.columns if c not in first]
+    st.dataframe(table, hide_index=True, width="stretch", column_order=order,
                  column_config={"best_val_accuracy": st.column_config.NumberColumn("best val acc", format="percent"),
                                 "test_accuracy": st.column_config.NumberColumn("test acc", format="percent"),
                                 "train_seconds": st.column_config.NumberColumn("train s", format="%.1f"),
                                 "images_per_second": st.column_config.NumberColumn("images/s", format="%.0f")})
-    varied = [k for k in keys if len({r.get(k) for r in rows}) > 1]
     if not any(r.get("test_accuracy") is not None for r in rows):
         st.caption("No run of this sweep has finished yet.")
     elif varied:

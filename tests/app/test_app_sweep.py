@@ -92,5 +92,7 @@ def test_sweeps_on_disk_are_listed_and_shown_without_a_job(runs, managers):  # n
     assert at.selectbox(key="sw_view").value == "disk" and "2 of 2 runs done" in at.selectbox(key="sw_view").options[0]
     table = at.dataframe[-1].value
     assert list(table["run"]) == [r["run"] for r in res["rows"]] and list(table["optimizer"]) == ["sgd", "adam"]
+    # on a phone the first three columns show: what differs, then the two accuracies (the name comes later)
+    assert list(at.dataframe[-1].proto.column_order)[:3] == ["optimizer", "test_accuracy", "best_val_accuracy"]
     data = chart_data(setting_chart(at, "optimizer"))
     assert set(data["value"]) == {"sgd", "adam"} and len(data) == 4
