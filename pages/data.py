@@ -42,7 +42,7 @@ def counts_chart(s: preview.Summary) -> alt.Chart:
         color=alt.Color("split:N", sort=list(preview.SPLITS), scale=alt.Scale(range=ui.PALETTE[:3]),
                         legend=alt.Legend(orient="top", title=None)),
         order=alt.Order("order:Q"),
-        tooltip=["class", "split", "images"]).properties(height=max(120, 22 * len(names)))
+        tooltip=["class", "split", "images"]).properties(height=24 * len(names) + 110)  # axis and legend inside
 
 
 if "da_seed" not in st.session_state:
@@ -88,7 +88,7 @@ if n_test or n_val:
                "images, so accuracy on them partly measures memory, not generalisation.")
     if s.examples:
         st.image(sheet([[lk.prep.x_test[t].cpu().numpy() for t, _ in s.examples]]), width="content",
-                 caption="some of the test images that are also in train")
+                 output_format="PNG", caption="some of the test images that are also in train")
 else:
     st.caption(f":material/check: Split check: none of the {sum(s.counts['test']):,} test or "
                f"{sum(s.counts['val']):,} validation images is an exact copy of a training image (pixel hashes).")
@@ -99,13 +99,13 @@ if st.button("Shuffle", key="da_shuffle", icon=":material/shuffle:", help="Other
 rows = preview.samples(lk, PER_CLASS, st.session_state.da_seed)
 for name, row in list(zip(s.classes, rows))[:MAX_CLASSES]:
     if row:
-        st.image(sheet([row]), caption=name, width="content")
+        st.image(sheet([row]), caption=name, width="content", output_format="PNG")
 if len(s.classes) > MAX_CLASSES:
     st.caption(f"The first {MAX_CLASSES} of {len(s.classes)} classes.")
 
 st.subheader("Augmentation")
 st.image(sheet(preview.augment_preview(lk, *AUGMENTED, st.session_state.da_seed)), width="content",
-         caption=f"Left: a training image; then {AUGMENTED[1]} draws of the trainer's own augmentation, one per "
-                 "epoch.")
+         output_format="PNG",
+         caption=f"Left: a training image; then {AUGMENTED[1]} draws of the trainer's own augmentation, one per epoch.")
 st.caption(f"With **Augment** on (Train page), each training image gets {preview.augmentation_text(lk)}, anew "
            "every epoch; validation and test images are never augmented.")
