@@ -22,6 +22,7 @@ from pages import ui
 
 PAGES = [("pages/train.py", "Train", ":material/model_training:", "train",
           "Pick a dataset, a model and its options, and watch it learn."),
+         ("pages/data.py", "Data", ":material/image_search:", "data", "Look at a dataset before training on it."),
          ("pages/evaluate.py", "Evaluate", ":material/fact_check:", "evaluate",
           "Accuracy, the confusion matrix, and the test images a model gets wrong."),
          ("pages/predict.py", "Predict", ":material/photo_camera:", "predict",

@@ -21,9 +21,11 @@ from PIL import Image, ImageOps
 from cnn_core.config import train_config as config
 from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
-from cnn_core.data import folder_datasets, is_photo_dataset
+from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
+from cnn_core.data.uploads import import_zip
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run, split_images
+from cnn_core.imaging.loader import MAX_BYTES
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
 
@@ -217,6 +219,91 @@ def pick_run(label: str, key: str, runs: list[RunInfo], help: str | None = None,
     name = st.selectbox(label, names, index=first, format_func=lambda n: run_label(by_name[n]), key=key,
                         help=help)
     return by_name[name]
+
+
+# -------------------------------------------------------------------------------------------------- datasets
+
+FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders (the operator's)
+SHARED = "shared:…"  # the choice that lists the photo folders found under the data roots (anyone's)
+UPLOAD = "zip:…"  # the choice that reveals an upload of a zip of class folders
+
+
+def first_present_dataset() -> str:
+    """A page's first dataset: the first built-in that is here (nothing to download), else the first."""
+    present = [d for d in list_datasets() if dataset_info(d).locate(data_dir())]
+    return (present or list_datasets())[0]
+
+
+def dataset_label(name: str) -> str:
+    if name == FOLDER:
+        return "A folder of class subfolders on the server (any path)"
+    if name == SHARED:
+        return "A photo folder on this server (from the class's data folders)"
+    if name == UPLOAD:
+        return "Your own photos (upload a zip of class folders)"
+    info = dataset_info(name)
+    return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
+
+
+def choose_dataset(prefix: str) -> tuple[str, str | None]:
+    """The dataset choice of the Train page, for any page (widget keys ``<prefix>_dataset``, ...): a built-in, a
+    zip upload or a photo folder under the data roots (anyone's), a free server path (the operator's only).
+    Returns (choice, dataset): the dataset as TrainConfig names it, "" until the upload or path is given, None
+    for a refused zip (its reason is on the page already)."""
+    sources = list_datasets() + [UPLOAD] + ([SHARED] if shared_folders() else []) + (
+        [FOLDER] if is_operator() else [])
+    if st.session_state.get(f"{prefix}_dataset") not in sources:
+        st.session_state.pop(f"{prefix}_dataset", None)
+    choice = st.selectbox("Dataset", sources, key=f"{prefix}_dataset", format_func=dataset_label)
+    if choice == UPLOAD:
+        return choice, zip_dataset(prefix)
+    if choice == SHARED:
+        return choice, shared_dataset(prefix)
+    if choice == FOLDER:
+        return choice, server_folder(prefix)
+    return choice, choice
+
+
+def shared_dataset(prefix: str) -> str:
+    """A pick list of the photo folders under the data roots (never a free path): ``folder:PATH`` of the one
+    picked, checked to lie under the roots."""
+    rows = {r["name"]: r for r in shared_folders()}
+    name = st.selectbox("Photo folder", list(rows), key=f"{prefix}_shared",
+                        format_func=lambda n: f"{n} — {rows[n]['classes']} classes, {rows[n]['files']:,} files")
+    return f"folder:{resolve_under_roots(name)}" if name else ""
+
+
+def server_folder(prefix: str) -> str:
+    """The operator's path box: ``folder:PATH`` once "Use this folder" was pressed for the path shown."""
+    path = st.text_input("Folder on the server", key=f"{prefix}_folder", placeholder="/path/to/photos",
+                         help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")
+    if st.button("Use this folder", key=f"{prefix}_folder_use", icon=":material/folder_open:",
+                 help="Reads the folder now (typing does not: a path is scanned only when you ask)."):
+        st.session_state[f"{prefix}_folder_used"] = path.strip()
+    used = st.session_state.get(f"{prefix}_folder_used")
+    return f"folder:{used}" if used and used == path.strip() else ""
+
+
+def zip_dataset(prefix: str) -> str | None:
+    """The upload box; an accepted zip becomes ``folder:PATH`` (its per-class counts shown), no upload yet "",
+    a refused one None (its one-line reason shown)."""
+    up = st.file_uploader("Zip of class folders", type="zip", key=f"{prefix}_zip",
+                          max_upload_size=MAX_BYTES // 2**20,
+                          help="One folder per class inside (cats/, dogs/, ...), or train/ and test/ with those "
+                               "inside. The same zip uploaded again is not unpacked twice.")
+    if up is None:
+        return ""
+    try:
+        info = import_zip(up.getvalue())
+    except CnnError as e:
+        error(e)
+        return None
+    counts = info["counts"]
+    st.dataframe(pd.DataFrame([{"class": c, **{s: counts[s].get(c, 0) for s in counts}} for c in info["classes"]]),
+                 hide_index=True)
+    for note in info["notes"]:
+        (st.warning if note.startswith("warning") else st.caption)(esc(note))
+    return f"folder:{info['path']}"
 
 
 # ------------------------------------------------------------------------------------- cached cnn_core calls

@@ -11,7 +11,7 @@ import sys
 
 from ..core import settings
 from ..core.errors import CnnError
-from . import estimate, evaluate, listing, sweep, train  # noqa: F401  (each registers its commands)
+from . import estimate, evaluate, listing, show, sweep, train  # noqa: F401  (each registers its commands)
 from .base import COMMANDS, Parser
 
 

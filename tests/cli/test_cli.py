@@ -114,3 +114,29 @@ def test_a_failed_start_is_one_line_and_leaves_no_run_folder(tmp_path, args, sai
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(lines) == 1 and said in lines[0], p.stderr
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_show_writes_pictures_and_prints_one_line_or_json(tmp_path):
+    p = cli("show", "digits", "--out", str(tmp_path), check=0)
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digits: 10 classes, 1293 train / 144 val / 360 test, 8x8x1")
+    assert "0 test and 0 val images also in train" in lines[0]
+    for name in ("digits-samples.png", "digits-augment.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.format == "PNG" and im.width > 200
+    out = json.loads(cli("show", "digits", "--out", str(tmp_path / "j"), "--json", check=0).stdout)
+    assert [sum(out["counts"][s]) for s in ("train", "val", "test")] == [1293, 144, 360]
+    assert out["copies"] == {"test": 0, "val": 0} and len(out["mean"]) == 1 and "median" in out["small_rule"]
+    assert "no flips" in out["augmentation"] and Path(out["pictures"]["samples"]).is_file()
+
+
+@pytest.mark.parametrize("dataset, said", [("cifar10", "CIFAR-10 not found in"),
+                                           ("folder:holiday_photos", "does not exist")])
+def test_show_of_an_absent_dataset_is_one_line_with_an_empty_data_dir(tmp_path, dataset, said):
+    dead = "http://127.0.0.1:9"  # nothing listens there: the download attempt fails at once, offline or not
+    env = {"CNN_DATA_DIR": str(tmp_path / "data"), "http_proxy": dead, "https_proxy": dead,
+           "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "no_proxy": ""}
+    p = cli("show", dataset, "--out", str(tmp_path / "out"), env=env)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], p.stderr
+    assert not (tmp_path / "out").exists()

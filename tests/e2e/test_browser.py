@@ -19,7 +19,7 @@ from PIL import Image
 
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.runs.rundir import RunDir
-from scripts.appdriver import ARTIFACTS, fill_train_form, launch_chromium, serve, settle
+from scripts.appdriver import ARTIFACTS, choose, fill_train_form, launch_chromium, serve, settle
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -70,7 +70,7 @@ def phone(browser):
 
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PAGES = ["", "train", "evaluate", "predict", "compare", "sweep", "runs"]
+PAGES = ["", "train", "data", "evaluate", "predict", "compare", "sweep", "runs"]
 
 
 def shoot(pg, name: str) -> Path:
@@ -238,6 +238,27 @@ def test_every_page_fits_a_phone(server, phone, path):
     assert phone.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
                                     return m.scrollWidth <= m.clientWidth + 1; }"""), "the page scrolls sideways"
     shoot(phone, path or "home")
+
+
+def test_the_data_page_on_a_phone_shows_digits_and_shuffles(server, phone):
+    """Digits at 390 px: the counts chart, a row of images per class, the augmentation; Shuffle draws others."""
+    phone.goto(f"{server}/data")
+    settle(phone)
+    choose(phone, "Dataset", "digits")
+    settle(phone)
+    assert phone.get_by_text("8×8").first.is_visible()
+    images = phone.locator('[data-testid="stImage"] img')
+    assert images.count() == 11  # a row per class and the augmentation
+    assert phone.locator('[data-testid="stVegaLiteChart"]').count() == 1
+    first = images.first.get_attribute("src")
+    phone.get_by_role("button", name="Shuffle").click()
+    settle(phone)
+    assert images.first.get_attribute("src") != first
+    no_error_boxes(phone)
+    assert phone.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert phone.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
+                                    return m.scrollWidth <= m.clientWidth + 1; }"""), "the page scrolls sideways"
+    shoot(phone, "data-digits")
 
 
 def test_the_first_visitor_who_opens_a_page_directly_gets_it_under_the_router(e2e_root, browser, tmp_path):
