@@ -180,7 +180,7 @@ def cam_map(model: nn.Module, layer: str, x: torch.Tensor, index: int) -> tuple[
     heat = F.interpolate(attr, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     top = float(heat.max())
     heat = heat / top if top > 0 else torch.zeros_like(heat)
-    return heat.clamp_(0, 1).numpy().astype(np.float32), grid
+    return heat.clamp_(0, 1).cpu().numpy().astype(np.float32), grid
 
 
 def stage_maps(model: nn.Module, stages: tuple[str, ...] | list[str], x: torch.Tensor) -> list[np.ndarray]:
@@ -188,7 +188,7 @@ def stage_maps(model: nn.Module, stages: tuple[str, ...] | list[str], x: torch.T
     from captum.attr import LayerActivation
 
     acts = LayerActivation(model, [model.get_submodule(s) for s in stages]).attribute(x)
-    return [np.ascontiguousarray(a[0].detach().float().numpy()) for a in acts]
+    return [np.ascontiguousarray(a[0].detach().float().cpu().numpy()) for a in acts]
 
 
 def strongest(maps: np.ndarray, k: int) -> list[int]:
