@@ -19,6 +19,7 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,11 +83,25 @@ class Explanation:
     top_k: list[dict[str, Any]]  # predict's answer: [{"label", "probability"}, ...]
     heatmap: Heatmap
     stages: list[Stage]
+    filters: Image.Image  # the first layer's filters
 
     def overlays(self, photo_side: int = 512, view_side: int = 224) -> dict[str, Image.Image]:
         """The heatmap over the photo (its longer side at most ``photo_side``) and over the model's view."""
         return {"photo": overlay(self.photo, self.heatmap.map, photo_side),
                 "view": overlay(self.view, self.heatmap.map, view_side)}
+
+    def save(self, folder: str | os.PathLike) -> dict[str, str]:
+        """heatmap-photo.png, heatmap-view.png, one stage-N-LAYER.png per stage, filters.png and heatmap.npy
+        (the map itself, float32) into ``folder`` (made if missing); returns each file's path by name."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        images = {f"heatmap-{k}.png": im for k, im in self.overlays().items()}
+        images.update({f"stage-{i}-{s.name}.png": s.grid() for i, s in enumerate(self.stages, 1)})
+        images["filters.png"] = self.filters
+        for name, im in images.items():
+            im.save(out / name)
+        np.save(out / "heatmap.npy", self.heatmap.map)
+        return {name: str(out / name) for name in [*images, "heatmap.npy"]}
 
 
 # ------------------------------------------------------------------------------------ for a Predictor
@@ -150,7 +165,8 @@ def explain(predictor: Predictor, source: str | os.PathLike | bytes | Image.Imag
     is not a usable image raises predict's own ImageError."""
     photo = source if isinstance(source, Image.Image) else predictor.load(source)
     return Explanation(photo, predictor.model_view(photo), predictor.top_k([photo], top)[0],
-                       grad_cam(predictor, photo, target), activations(predictor, photo, k))
+                       grad_cam(predictor, photo, target), activations(predictor, photo, k),
+                       filters_image(predictor.model))
 
 
 _PRIVATE: weakref.WeakKeyDictionary[nn.Module, tuple[nn.Module, threading.Lock]] = weakref.WeakKeyDictionary()
