@@ -10,6 +10,7 @@ Prints a table and writes the same figures (and every sample) to bench-results.j
     python -m bench.run --quick     # fewer batches, for a smoke check
     python -m bench.run --predict-only --repeat 6   # only the 12-MP prediction, 6 processes x 50 (~1 min)
     python -m bench.first_contact                   # only --help, models and the first page after make run
+    python -m bench.run --explain-only              # only one photo's explanation per demo model and resnet18
 """
 
 from __future__ import annotations
@@ -93,6 +94,57 @@ print(json.dumps({{"jpeg_bytes": len(data), "megapixels": 12.0, "runs": {runs}, 
     return child([sys.executable, "-c", code])
 
 
+# One photo explained as the Predict page and `explain` do it: the 12-MP JPEG decoded (draft), predict's top 3,
+# Grad-CAM, every stage's activations, and the images rendered (both overlays, every stage's grid, the filters).
+_EXPLAIN = """
+import io, json, sys, time, numpy as np
+from PIL import Image
+from cnn_core.evaluation.explain import explain
+from cnn_core.evaluation.predictor import Predictor
+from cnn_core.models import build_model
+rng = np.random.default_rng(0)
+small = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+img = Image.fromarray(small).resize((4000, 3000), Image.Resampling.BICUBIC)
+buf = io.BytesIO(); img.save(buf, "JPEG", quality=90); data = buf.getvalue()
+runs = int(sys.argv[1])
+models = {name: Predictor.from_run(name, "checkpoints") for name in sys.argv[2:]}
+net = build_model("resnet18", 10, 3, 32).eval()
+models["resnet18 (untrained, 32x32)"] = Predictor(net, [str(i) for i in range(10)], 32, 3, [0.5] * 3, [0.25] * 3,
+                                                  False, "bench", "resnet18")
+def once(p):
+    t = time.perf_counter(); e = explain(p, data)
+    e.overlays(); [s.grid() for s in e.stages]
+    return (time.perf_counter() - t) * 1000
+out = {}
+for name, p in models.items():
+    for _ in range(3): once(p)
+    ms = sorted(once(p) for _ in range(runs))
+    out[name] = {"ms": [round(m, 2) for m in ms]}
+print(json.dumps(out))
+"""
+DEMO_RUNS = ("demo-cifar10-fast", "demo-cifar10-lenet5", "demo-mnist-lenet5")
+
+
+def explain_rounds(repeat: int, runs: int) -> dict:
+    """``repeat`` processes of ``runs`` explanations per model, pooled: p50/p95 per model, and each process's p50."""
+    rounds = [child([sys.executable, "-c", _EXPLAIN, str(runs), *DEMO_RUNS]) for _ in range(repeat)]
+    out = {}
+    for name in rounds[0]:
+        if name == "peak_rss_mb":
+            continue
+        ms = sorted(m for r in rounds for m in r[name]["ms"])
+        out[name] = {"runs": len(ms), "p50_ms": round(ms[len(ms) // 2], 1),
+                     "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
+                     "p50_ms_per_round": [round(sorted(r[name]["ms"])[len(r[name]["ms"]) // 2], 1) for r in rounds]}
+    return out
+
+
+def print_explain(explained: dict) -> None:
+    for name, r in explained.items():
+        print(f"explain one 12-MP photo ({name}): p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms over {r['runs']} runs "
+              f"(p50 per process: " + ", ".join(f"{x} ms" for x in r["p50_ms_per_round"]) + ")")
+
+
 def summarise(samples: list[dict]) -> dict:
     """One side of a row: the median of each speed over its repeats, the largest peak memory, every sample."""
     out = {**samples[0], "samples": samples}
@@ -110,12 +162,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side per row, alternating (default 3)")
     ap.add_argument("--out", default="bench-results.json")
     ap.add_argument("--predict-only", action="store_true", help="only the 12-MP JPEG prediction latency")
+    ap.add_argument("--explain-only", action="store_true", help="only one photo's explanation latency")
     args = ap.parse_args()
-    if args.predict_only:
-        latency = predict_rounds(args.repeat, 10 if args.quick else 50)
-        Path(args.out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                              "predict_12mp": latency}, indent=2) + "\n")
-        print_latency(latency)
+    if args.predict_only or args.explain_only:  # one latency alone
+        key, measure, show = (("explain", explain_rounds, print_explain) if args.explain_only else
+                              ("predict_12mp", predict_rounds, print_latency))
+        measured = measure(args.repeat, (5 if args.quick else 20) if args.explain_only else (10 if args.quick else 50))
+        Path(args.out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"), key: measured},
+                                             indent=2) + "\n")
+        show(measured)
         print(f"written: {args.out}")
         return
     data = Path(args.data).resolve()
@@ -143,11 +198,12 @@ def main() -> None:
                                               for r, e in zip(refs, engs)]})
     fast = engine("fastnet", 5 if args.quick else 40, batch_size=512, preset="cifar10-fast")
     latency = predict_rounds(args.repeat, 10 if args.quick else 50)
+    explained = explain_rounds(args.repeat, 5 if args.quick else 20)
     contact = first_contact.measure(args.repeat)
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency,
-              "first_contact": contact}
+              "explain": explained, "first_contact": contact}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"{'model':<10}{'batches':>11}{'reference img/s':>17}{'engine img/s':>14}{'ratio':>7}"
@@ -163,6 +219,7 @@ def main() -> None:
     print(f"fastnet (cifar10-fast settings, batch 512, {fast['precision']}): {fast['train_images_per_second']:,.0f} "
           f"train img/s, {fast['eval_images_per_second']:,.0f} eval img/s, peak {fast['peak_rss_mb']:,.0f} MB")
     print_latency(latency)
+    print_explain(explained)
     print(first_contact.describe(contact))
     print(f"written: {args.out}")
 

@@ -37,6 +37,7 @@ class Predictor:
     std: list[float]
     tta: bool
     run: str
+    model_name: str = ""  # its registry name: explanations look up which layers to show
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)  # the layout Normalize gives
@@ -57,6 +58,7 @@ class Predictor:
                     list(inp["std"]), bool(ckpt.get("config", {}).get("tta", False)), run or Path(path).parent.name)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint {Path(path).name} lacks its preprocessing ({e})") from None
+        p.model_name = str(ckpt["model"]["name"])  # model_from_checkpoint built it from this name
         out_features = _num_outputs(model, p)
         if out_features != len(p.classes):
             raise CheckpointError(f"checkpoint {Path(path).name} has {out_features} outputs for "

@@ -41,6 +41,7 @@ class AlexNet(nn.Module):
 @register_model("alexnet", description="AlexNet: 5 conv + 3 fc; 224x224 photos (Caltech101 style) or 32x32",
                 default_size=224, min_size=32,
                 defaults=dict(optimizer="sgd", lr=0.01, momentum=0.9, batch_size=64, epochs=30, weight_decay=5e-4,
-                              augment=True, schedule="cosine"))
+                              augment=True, schedule="cosine"),
+                explain_layer="features.11", stages=tuple(f"features.{i}" for i in (1, 4, 7, 9, 11)))  # ReLUs
 def alexnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 224) -> nn.Module:
     return AlexNet(num_classes, in_channels, input_size)

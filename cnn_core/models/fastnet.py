@@ -88,7 +88,8 @@ class FastNet(nn.Module):
                 default_size=32, min_size=16,
                 defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=8,
                               weight_decay=1.3e-3, augment=True, schedule="onecycle", label_smoothing=0.2,
-                              tta=True))
+                              tta=True),
+                explain_layer="blocks.2", stages=("whiten", "blocks.0", "blocks.1", "blocks.2"))
 def fastnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
             widths: tuple[int, int, int] | list[int] = (64, 128, 128)) -> nn.Module:
     return FastNet(num_classes, in_channels, tuple(widths))

@@ -31,11 +31,16 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv1 = self.features[0]
-        x = self._features_padded(x) if x.device.type == "cpu" and conv1.out_channels < 8 else self.features(x)
+        fast = x.device.type == "cpu" and conv1.out_channels < 8 and not self._observed()
+        x = self._features_padded(x) if fast else self.features(x)
         if torch.is_autocast_enabled(x.device.type):  # a 400-120-84-10 head gains nothing from bf16 but casts
             with torch.autocast(x.device.type, enabled=False):
                 return self.classifier(x.float().flatten(1))
         return self.classifier(x.flatten(1))  # (B, c2*5*5) -> (B, classes)
+
+    def _observed(self) -> bool:
+        """Hooks on the feature layers (an explanation's) see only modules that run: take the plain path then."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.features)
 
     def _features_padded(self, x: torch.Tensor) -> torch.Tensor:
         """``self.features`` with the first conv's 6 filters padded by zero filters to 8 (and the second conv's
@@ -53,16 +58,17 @@ class LeNet5(nn.Module):
 
 
 _LENET_DEFAULTS = dict(optimizer="sgd", lr=0.02, momentum=0.9, batch_size=128, epochs=10, weight_decay=5e-4)
+_LENET_LAYERS = dict(explain_layer="features.5", stages=("features.2", "features.5"))  # each stage's ReLU
 
 
 @register_model("lenet5", description="LeNet-5: 6/16 filters, 120/84 units (62,006 parameters on CIFAR-10)",
-                sizes=(32, 28), default_size=32, defaults=_LENET_DEFAULTS)
+                sizes=(32, 28), default_size=32, defaults=_LENET_DEFAULTS, **_LENET_LAYERS)
 def lenet5(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return LeNet5(num_classes, in_channels, input_size)
 
 
 @register_model("lenet5_wide", description="LeNet-5 with 3x the filters and units: 18/48 filters, 360/252 units",
-                sizes=(32, 28), default_size=32, defaults=_LENET_DEFAULTS)
+                sizes=(32, 28), default_size=32, defaults=_LENET_DEFAULTS, **_LENET_LAYERS)
 def lenet5_wide(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return LeNet5(num_classes, in_channels, input_size, width=3)
 
@@ -87,6 +93,7 @@ class SimpleCNN(nn.Module):
 
 @register_model("simple_cnn", description="Simple CNN: three conv-BN-ReLU-pool stages (32/64/128), global pool",
                 default_size=32, min_size=8,
-                defaults=dict(optimizer="adam", lr=0.002, batch_size=128, epochs=15, weight_decay=0.0))
+                defaults=dict(optimizer="adam", lr=0.002, batch_size=128, epochs=15, weight_decay=0.0),
+                explain_layer="features.10", stages=("features.2", "features.6", "features.10"))  # ReLUs, pre-pool
 def simple_cnn(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return SimpleCNN(num_classes, in_channels)

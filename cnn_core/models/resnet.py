@@ -77,12 +77,14 @@ _RESNET_DEFAULTS = dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=128, e
 
 
 @register_model("resnet9", description="ResNet-9 (DAWNBench): 4 conv stages with two residual blocks, 6.6M params",
-                default_size=32, min_size=16, defaults=_RESNET_DEFAULTS)
+                default_size=32, min_size=16, defaults=_RESNET_DEFAULTS,
+                explain_layer="net.8", stages=("net.0", "net.3", "net.4", "net.6", "net.8"))
 def resnet9(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return ResNet9(num_classes, in_channels)
 
 
 @register_model("resnet18", description="ResNet-18 for 32x32: 3x3 stem, no max-pool (11,173,962 params)",
-                default_size=32, min_size=16, defaults=_RESNET_DEFAULTS)
+                default_size=32, min_size=16, defaults=_RESNET_DEFAULTS,
+                explain_layer="blocks.7", stages=("stem", "blocks.1", "blocks.3", "blocks.5", "blocks.7"))
 def resnet18(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return ResNet((2, 2, 2, 2), num_classes, in_channels)

@@ -8,6 +8,7 @@ from torch import nn
 from .registry import register_model
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG16_STAGES = tuple(f"features.{i}" for i in (5, 12, 22, 32, 42))  # the ReLU before each pool (torchvision's too)
 
 
 class VGG(nn.Module):
@@ -32,6 +33,7 @@ class VGG(nn.Module):
 @register_model("vgg16", description="VGG-16 with batch norm, CIFAR-10 style (13 conv + 1 linear)",
                 default_size=32, min_size=32,
                 defaults=dict(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128, epochs=30, weight_decay=5e-4,
-                              augment=True, schedule="onecycle"))
+                              augment=True, schedule="onecycle"),
+                explain_layer=VGG16_STAGES[-1], stages=VGG16_STAGES)
 def vgg16(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     return VGG(_VGG16, num_classes, in_channels)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core import settings
 from ..core.errors import CheckpointError, CnnError
-from ..core.files import TMP_MARK, alive, atomic_write_text, clean_stale_tmp, read_json, write_json
+from ..core.files import TMP_MARK, alive, atomic_write_bytes, atomic_write_text, clean_stale_tmp, read_json, write_json
 from .checkpoint import checkpoint_problem, load_checkpoint, save_checkpoint
 
 # states a run's status.json may hold (plus "interrupted" and "unusable", which only a reader concludes)
@@ -219,6 +219,26 @@ class RunDir:
             except OSError:
                 pass
         return max(times, default=0.0)
+
+    # ---------------------------------------------------------------------------------------- insight
+
+    INSIGHT = "insight.json"  # what training last saw inside the model (workflows.insight writes it)
+    INSIGHT_IMAGES = {"image": "insight-image.png", "heatmap": "insight-heatmap.png", "filters": "insight-filters.png"}
+
+    def insight(self) -> dict[str, Any]:
+        """The latest epoch's look inside the model, with ``files``: the path of each of its images that exists
+        (image, heatmap, filters); {} before the first epoch ends."""
+        info = read_json(self.path / self.INSIGHT)
+        if info:
+            info["files"] = {k: self.path / n for k, n in self.INSIGHT_IMAGES.items() if (self.path / n).is_file()}
+        return info
+
+    def write_insight(self, info: dict[str, Any], images: dict[str, bytes]) -> None:
+        """PNG bytes by key of INSIGHT_IMAGES first, then the JSON: a reader that finds the JSON finds its images
+        (or, for a moment, the next epoch's)."""
+        for key, data in images.items():
+            atomic_write_bytes(self.path / self.INSIGHT_IMAGES[key], data)
+        write_json(self.path / self.INSIGHT, info)
 
     # ----------------------------------------------------------------------------------------- states
 

@@ -11,6 +11,7 @@ from ..evaluation.modelcard import write_model_card
 from ..evaluation.reports import split_report
 from ..training.callbacks import Callback, FitState
 from ..training.loop import fit
+from .insight import Insight
 
 
 class ModelCardWriter(Callback):
@@ -30,5 +31,6 @@ class ModelCardWriter(Callback):
 
 
 def train_run(cfg: TrainConfig | None = None, *, callbacks: Sequence[Callback] = (), **where: Any) -> dict[str, Any]:
-    """``fit`` (same arguments: name, resume, prepared, root, data_dir) with the model card written at the end."""
-    return fit(cfg, callbacks=[*callbacks, ModelCardWriter()], **where)
+    """``fit`` (same arguments: name, resume, prepared, root, data_dir) with the model card written at the end,
+    and a look inside the model each epoch (Insight, before the caller's callbacks: they find it written)."""
+    return fit(cfg, callbacks=[Insight(), *callbacks, ModelCardWriter()], **where)
