@@ -598,13 +598,19 @@ class JobManager:
         job.state = state
 
 
+def may_extend(run: RunDir, owner: str, operator: bool) -> bool:
+    """Whether ``owner`` may train ``run`` further: it changes a run someone trained, so the operator any run, a
+    visitor only one that a job of theirs trained (its status.json names them: runs have no other owner)."""
+    return operator or (bool(owner) and run.status().get("owner") == owner)
+
+
 def _check_extension(run: RunDir, done: int, epochs: int, owner: str, operator: bool) -> None:
-    """Whether ``owner`` may train ``run`` further, to ``epochs`` in all (the CLI checks the number again)."""
+    """Refuse training ``run`` further to ``epochs`` in all when it is not more, or not ``owner``'s to ask."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= done:
         raise CnnError(f"run {run.name} has trained {done} epochs already; give a total of more than {done}")
-    if not operator and not (owner and run.status().get("owner") == owner):
-        raise CnnError(f"run {run.name} was not trained by you in this session; only its owner or the operator "
-                       "can train it further (train a new run instead)")
+    if not may_extend(run, owner, operator):
+        raise CnnError(f"run {run.name} was not trained by a job of yours; only its owner or the operator can "
+                       "train it further (train a new run instead)")
 
 
 def _live_pid(status: dict[str, Any]) -> int | None:

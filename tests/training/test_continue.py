@@ -34,7 +34,8 @@ def test_a_finished_run_trains_further_to_the_total_asked(runs):
     assert rows[2]["lr"] == pytest.approx(rows[0]["lr"]) and rows[1]["lr"] > rows[0]["lr"]
     last = load_checkpoint(run.file(RunDir.LAST))
     assert last["epoch"] == 4 and last["schedule_restarts"] == [2] and last["config"]["epochs"] == 4
-    assert "4 of 4" in run.file(RunDir.CARD).read_text()
+    card = run.file(RunDir.CARD).read_text()
+    assert "4 of 4" in card and "onecycle, restarted after epoch 2 (trained further)" in card
 
 
 def test_an_extension_stopped_halfway_resumes_into_the_same_schedule(runs):
