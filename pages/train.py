@@ -1,4 +1,5 @@
-"""Train: build a TrainConfig from widgets, start it as a background job, and watch it learn.
+"""Train: build a TrainConfig from widgets, start it as a background job, and watch it learn; resume a stopped
+run, or train a finished one a few epochs more.
 
 The job is a subprocess owned by the process-wide cnn_core.jobs manager, so switching pages, reloading or
 closing the tab does not stop it; this page only reads its run folder (polled by a fragment).
@@ -85,6 +86,13 @@ def measure(cfg: TrainConfig, timing_key: dict, why: str = "") -> dict:
     return timing
 
 
+def timed_options(cfg: TrainConfig) -> dict:
+    """The options an epoch's time depends on: the key of its measured timing."""
+    return {k: v for k, v in cfg.to_dict().items()
+            if k in ("model", "dataset", "batch_size", "augment", "input_size", "train_subset", "max_batches",
+                     "precision", "device", "val_fraction", "seed", "optimizer")}
+
+
 def job_seconds(cfg: TrainConfig, timing_key: dict) -> float | None:
     """The estimated time of the whole job; a visitor's request is always measured first, so the server can hold
     it to the class's time limit."""
@@ -141,7 +149,8 @@ def current_job(manager: jobs.JobManager) -> jobs.Job | None:
 
 def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
     icon = ui.STATE_ICONS.get(job.state, "•")
-    what = f"{'resuming' if job.resume else 'training'} **{ui.esc(job.run)}** on {job.device}"
+    what = (f"training **{ui.esc(job.run)}** further, to {job.epochs} epochs, on {job.device}" if job.extending else
+            f"{'resuming' if job.resume else 'training'} **{ui.esc(job.run)}** on {job.device}")
     st.markdown(f"#### {icon} {job.state.replace('_', ' ').capitalize()}: {what}")
     if job.state == "queued":
         ahead = manager.running(job.device)
@@ -298,9 +307,7 @@ except (CnnError, TypeError) as e:
 
 estimate: Estimate | None = None
 if cfg is not None:
-    timing_key = {k: v for k, v in cfg.to_dict().items()
-                  if k in ("model", "dataset", "batch_size", "augment", "input_size", "train_subset", "max_batches",
-                           "precision", "device", "val_fraction", "seed", "optimizer")}
+    timing_key = timed_options(cfg)
     try:
         estimate = size_up(timing_key)
     except CnnError as e:
@@ -364,6 +371,28 @@ if resumable:
             st.rerun()
         except CnnError as e:
             ui.error(e)
+
+finished = [r for r in runs if r.state in FINISHED and r.run.has("last") and r.name not in active_runs]
+extendable = [r for r in finished if jobs.may_extend(r.run, ui.owner(), ui.is_operator())]
+if extendable:
+    st.subheader("Train a finished run further")
+    by_name = {r.name: r for r in extendable}
+    name = st.selectbox("Finished run", list(by_name), key="tr_more_run",
+                        format_func=lambda n: f"{ui.run_label(by_name[n])}, {by_name[n].epochs_run} epoch(s)")
+    more = st.number_input("More epochs", 1, max(1, 1000 - by_name[name].epochs_run), 5, key="tr_more_epochs")
+    if st.button(f"Train {more} more epoch{'s' * (more != 1)}", key="tr_more", icon=":material/add:",
+                 help="Continues from its last epoch with its own options. The learning-rate schedule starts again "
+                      "over the added epochs (a warm restart); best.pt stays the best of all its epochs."):
+        try:
+            added = TrainConfig.from_dict(by_name[name].run.config()).replace(epochs=int(more))
+            st.session_state.tr_job = manager.resume(
+                name, nproc=nproc, owner=ui.owner(), operator=ui.is_operator(), epochs=by_name[name].epochs_run + more,
+                estimated_seconds=job_seconds(added, timed_options(added))).id
+            st.rerun()
+        except (CnnError, TypeError) as e:
+            ui.error(e)
+elif finished and not ui.is_operator():
+    st.caption("Finished runs can be trained further by the operator, or by the visitor whose job trained them.")
 
 elsewhere = [r for r in runs if r.state == "running" and r.name not in active_runs]
 if elsewhere:

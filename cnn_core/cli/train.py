@@ -1,12 +1,14 @@
 """``train``: a new run from flags (model defaults, then a preset, then the flags), or an existing one
-resumed (``--resume``) or started (``--prepared``: a run folder a job prepared)."""
+resumed (``--resume``, with ``--epochs N`` trained further up to N epochs in all) or started (``--prepared``:
+a run folder a job prepared)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from ..config.argv import add_train_options, explicit_options
+from ..config.argv import TUNING_FLAGS, add_train_options, explicit_options, flag
 from ..config.train_config import TrainConfig
 from ..core.errors import CnnError
 from .base import command, train_device
@@ -15,7 +17,9 @@ from .base import command, train_device
 def add_args(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--name", help="run name (letters, digits, - and _; default: model-dataset-date-time)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt, with its own options")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt, with its own options; with "
+                   "--epochs N, up to N epochs in all (a finished run trains further, on a fresh learning-rate "
+                   "schedule over the added epochs)")
     p.add_argument("--prepared", metavar="RUN", help="train RUN, whose folder holds its config.json and nothing "
                    "trained yet (how the app's jobs start a run)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
@@ -36,10 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     existing = args.resume or args.prepared
     if args.resume and args.prepared:
         raise CnnError("give --resume or --prepared, not both")
-    if existing and (explicit or args.name):
-        given = ", ".join("--" + k.replace("_", "-") for k in [*explicit, *(["name"] if args.name else [])])
-        raise CnnError(f"{given} cannot change run {existing}: it trains with its own saved options; train a new "
-                       "run to change them")
+    if existing:
+        _refuse_changes(existing, explicit, args.name, extendable=bool(args.resume))
     if not existing and not args.dataset and not args.preset:
         raise CnnError("train needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
     cfg = None if existing else make_config(**explicit)
@@ -49,7 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         callbacks = [*terminal_callbacks(args.quiet), LockLabel(lock), *([TensorBoard()] if args.tensorboard else [])]
         try:
             summary = train_run(cfg, name=args.name, resume=args.resume, prepared=args.prepared,
-                                root=args.checkpoints, data_dir=args.data_dir, callbacks=callbacks)
+                                epochs=args.epochs if existing else None, root=args.checkpoints,
+                                data_dir=args.data_dir, callbacks=callbacks)
         except BaseException:
             distributed.teardown()  # under torchrun: leave the process group; otherwise nothing to do
             raise
@@ -61,6 +64,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif summary.get("state") == "cancelled":
         print(f"stopped; resume with: python -m cnn_core train --resume {summary['run']}")
     return 0
+
+
+def _refuse_changes(run: str, explicit: dict[str, Any], name: str | None, extendable: bool) -> None:
+    """An existing run trains with its own saved options: flags that would change what it is (model, dataset,
+    learning rate, name, ...) are refused, not dropped. Only --epochs may extend a resumed run."""
+    flags = [flag(k) for k in explicit if k not in ("extra", "preset") and not (extendable and k == "epochs")]
+    flags += [TUNING_FLAGS[k][0] for k in explicit.get("extra", {})]
+    flags += ["--preset"] * ("preset" in explicit) + ["--name"] * bool(name)
+    if flags:
+        also = "; only --epochs may change, to train it further" if extendable else ""
+        raise CnnError(f"{', '.join(flags)} cannot change run {run}: it trains with its own saved options{also}; "
+                       "train a new run to change them")
 
 
 def _saved_config(run: str, root: str | None) -> TrainConfig:

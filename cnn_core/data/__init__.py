@@ -4,6 +4,7 @@ from . import builtin, folders  # noqa: F401  (registration side effect)
 from .registry import (
     Dataset,
     channel_stats,
+    check_dataset_name,
     data_dir,
     dataset_info,
     dataset_table,
@@ -17,6 +18,6 @@ from .registry import (
 )
 from .roots import folder_datasets, resolve_under_roots
 
-__all__ = ["Dataset", "channel_stats", "data_dir", "dataset_info", "dataset_table", "folder_datasets",
-           "is_photo_dataset", "list_datasets", "load_dataset", "register_dataset", "register_prefix",
-           "resolve_under_roots", "stratified_split", "stratified_subset"]
+__all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_info", "dataset_table",
+           "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset", "register_dataset",
+           "register_prefix", "resolve_under_roots", "stratified_split", "stratified_subset"]

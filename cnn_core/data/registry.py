@@ -94,15 +94,24 @@ def register_prefix(prefix: str, loader: Callable[..., Dataset]) -> None:
     _PREFIXES[prefix] = loader
 
 
+def check_dataset_name(name: str) -> None:
+    """A one-line DataError for an unknown dataset name or kind, without loading anything (a job is refused
+    before its run folder is made)."""
+    prefix = name.split(":", 1)[0] if ":" in name else None
+    if prefix is None:
+        dataset_info(name)
+    elif prefix not in _PREFIXES:
+        raise DataError(f"unknown dataset kind {prefix!r}; use one of: {', '.join(list_datasets())}, folder:PATH")
+
+
 def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_size: int = 32,
                  split_file: Path | None = None) -> Dataset:
     """Load a dataset by name; ``image_size`` only matters for datasets whose images vary in size.
     ``split_file``: where a dataset that splits itself (folder:PATH) keeps a run's split, reused when present."""
+    check_dataset_name(name)
     ddir, cdir = data_dir(data_dir_), settings.cache_dir()
     if ":" in name:
         prefix, arg = name.split(":", 1)
-        if prefix not in _PREFIXES:
-            raise DataError(f"unknown dataset kind {prefix!r}; use one of: {', '.join(list_datasets())}, folder:PATH")
         if split_file is not None:
             return _PREFIXES[prefix](arg, ddir, cdir, image_size, split_file=split_file)
         return _PREFIXES[prefix](arg, ddir, cdir, image_size)

@@ -65,6 +65,7 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
     history = run_dir.metrics()
     best = next((r for r in history if r["epoch"] == st.get("best_epoch")), {})
     inp, spec = ckpt["input"], get_spec(cfg.model)
+    restarts = [int(e) for e in st.get("schedule_restarts") or []]  # where training further began
 
     finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(st.get("updated", time.time()))))
     out = [f"# Model card: {run_dir.name}", "",
@@ -91,7 +92,8 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
             _table(["setting", "value"], [
                 ["optimizer", f"{cfg.optimizer}, lr {cfg.lr:g}" + (f", momentum {cfg.momentum:g}"
                                                                    if cfg.optimizer == "sgd" else "")],
-                ["weight decay (L2)", f"{cfg.weight_decay:g}"], ["schedule", cfg.schedule],
+                ["weight decay (L2)", f"{cfg.weight_decay:g}"], ["schedule", cfg.schedule + "".join(
+                    f", restarted after epoch {e} (trained further)" for e in restarts)],
                 ["batch size", cfg.batch_size], ["epochs", f"{st.get('epochs_run')} of {cfg.epochs}"],
                 ["seed", cfg.seed], ["device", st.get("device", "?")], ["precision", st.get("precision", "?")],
                 ["train time", f"{float(st.get('train_seconds', 0)):.1f} s (+ {float(st.get('data_seconds', 0)):.1f}"
@@ -126,6 +128,10 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
             "## Reproduce", "", "```", reproduce_command(cfg, run_dir.name), "```", "",
             "The same config and seed on the same kind of device give the same metrics; another device (or "
             "precision) may differ in the last digits."]
+    if restarts:
+        out += [f"It was trained further (`train --resume {run_dir.name} --epochs N`) after epoch "
+                f"{', '.join(map(str, restarts))}, each time on a fresh schedule: the command above trains "
+                f"{cfg.epochs} epochs in one go, which is not the same run."]
     if cfg.extra:
         out += [f"The model arguments `{json.dumps(cfg.extra)}` have no command-line flag: pass them as "
                 "`TrainConfig(extra=...)` from Python."]

@@ -21,8 +21,9 @@ terminal holds it, the job waits in its queue (checked every ``lock_poll`` secon
 starts, the trainings that still run without it (a previous server's jobs, trainings from a terminal): they
 show as running jobs that can be cancelled, and keep their device busy until they end.
 
-Each job has an ``owner`` (an opaque id; "" is the operator). Visitors may cancel only their own jobs and are
-held to ``limits.Limits``; the operator is only held to the free-disk floor.
+Each job has an ``owner`` (an opaque id; "" is the operator), also written into its run's status.json. Visitors
+may cancel only their own jobs, train further (``resume(..., epochs=N)``) only the runs their own jobs trained,
+and are held to ``limits.Limits``; the operator is only held to the free-disk floor.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..config.train_config import TrainConfig
 from ..core import settings
 from ..core.errors import CnnError
 from ..core.files import alive, read_json
+from ..data import check_dataset_name
 from ..engine.device import pick_device
 from ..engine.devicelock import LOCK_FD_ENV, DeviceBusy, DeviceLock, Holder, holders, try_lock
 from ..engine.distributed import launch_command, per_rank_batch
@@ -85,6 +87,7 @@ class Job:
     returncode: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
+    extending: bool = False  # a resumed run trained beyond its planned epochs (train --resume RUN --epochs N)
     kind: str = "train"
     runs: list[str] = field(default_factory=list)  # a sweep's runs; [run] for a training job
     nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
@@ -179,8 +182,8 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "run": self.run, "device": self.device, "state": self.state, "message": self.message,
                 "epochs": self.epochs, "submitted": self.submitted, "started": self.started, "ended": self.ended,
-                "resume": self.resume, "kind": self.kind, "runs": list(self.runs), "owner": self.owner,
-                "origin": self.origin, "adopted": self.adopted}
+                "resume": self.resume, "extending": self.extending, "kind": self.kind, "runs": list(self.runs),
+                "owner": self.owner, "origin": self.origin, "adopted": self.adopted}
 
 
 class JobManager:
@@ -213,6 +216,7 @@ class JobManager:
         state "queued"), which reserves the name. With ``nproc`` > 1 the job runs under torchrun, one process
         per GPU (``distributed.launch_command``). A visitor (not ``operator``) is held to the limits."""
         get_spec(cfg.model)  # a typo is refused here, not in a subprocess minutes later
+        check_dataset_name(cfg.dataset)  # and so is one in the dataset's name (loading it is the process's work)
         _check_nproc(nproc, cfg.batch_size)
         device = str(pick_device(cfg.device))
         root_path = runs_root(root).resolve()
@@ -222,7 +226,7 @@ class JobManager:
             self._admit(owner, operator, root_path, disk, estimated_seconds)
             run = RunDir.create(root_path, name, cfg.model, cfg.dataset)
             run.write_config(cfg.to_dict())
-            run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}")
+            run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}", owner=owner)
             job = Job(f"job-{next(self._ids)}", run.name, root_path, device, ["train", "--prepared", run.name],
                       cfg.epochs, nproc=nproc, owner=owner)
             return self._enqueue(job)
@@ -252,8 +256,11 @@ class JobManager:
             return self._enqueue(job)
 
     def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1, owner: str = "",
-               operator: bool = True, estimated_seconds: float | None = None) -> Job:
-        """Continue a stopped run from its last.pt with its own saved options (with any number of processes)."""
+               operator: bool = True, estimated_seconds: float | None = None, epochs: int | None = None) -> Job:
+        """Continue a stopped run from its last.pt with its own saved options (with any number of processes).
+        With ``epochs``, up to that many epochs in all: a finished run trains further (``train --resume RUN
+        --epochs N``). That changes a run someone trained, so a visitor may extend only a run a job of theirs
+        trained (its status.json names them), the operator any; either way it is admitted like a new job."""
         run_dir = RunDir.resolve(run, runs_root(root).resolve())
         saved = run_dir.config()
         if not saved:
@@ -263,18 +270,25 @@ class JobManager:
         info = run_dir.info()
         if info.state == "running":
             raise CnnError(f"run {run_dir.name} is still running")
-        if info.state in FINISHED:
-            raise CnnError(f"run {run_dir.name} has already finished its {cfg.epochs} epochs; train a new run "
-                           "with more epochs instead")
+        if not run_dir.has("last"):
+            raise CnnError(f"run {run_dir.name} has no last.pt to continue from (it never finished an epoch); "
+                           "train a new run with its options instead")
+        if epochs is None and info.state in FINISHED:
+            raise CnnError(f"run {run_dir.name} has already finished its {info.epochs_run} epochs; train it "
+                           "further with more epochs instead")
+        if epochs is not None:
+            _check_extension(run_dir, info.epochs_run, epochs, owner, operator)
         device = str(pick_device(cfg.device))
         with self._lock:
             if run_dir.name in self.active_runs(run_dir.root):
                 raise CnnError(f"run {run_dir.name} is already running or waiting in the queue")
             self._check_room(device)
             self._admit(owner, operator, run_dir.root.resolve(), 0, estimated_seconds)  # its checkpoints exist
+            more = ["--epochs", str(epochs)] if epochs is not None else []
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.root.resolve(), device,
-                      ["train", "--resume", run_dir.name], cfg.epochs, start_epoch=info.epochs_run + 1,
-                      resume=True, nproc=nproc, owner=owner)
+                      ["train", "--resume", run_dir.name, *more], epochs or cfg.epochs,
+                      start_epoch=info.epochs_run + 1, resume=True, extending=epochs is not None, nproc=nproc,
+                      owner=owner)
             return self._enqueue(job)
 
     def cancel(self, job_id: str, by: str = "", operator: bool = True) -> Job:
@@ -582,6 +596,21 @@ class JobManager:
                 run.discard_unstarted()  # it ended before its first epoch: the job keeps the message, no folder
         job.returncode, job.ended, job.summary, job.message = rc, time.time(), summary, message
         job.state = state
+
+
+def may_extend(run: RunDir, owner: str, operator: bool) -> bool:
+    """Whether ``owner`` may train ``run`` further: it changes a run someone trained, so the operator any run, a
+    visitor only one that a job of theirs trained (its status.json names them: runs have no other owner)."""
+    return operator or (bool(owner) and run.status().get("owner") == owner)
+
+
+def _check_extension(run: RunDir, done: int, epochs: int, owner: str, operator: bool) -> None:
+    """Refuse training ``run`` further to ``epochs`` in all when it is not more, or not ``owner``'s to ask."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= done:
+        raise CnnError(f"run {run.name} has trained {done} epochs already; give a total of more than {done}")
+    if not may_extend(run, owner, operator):
+        raise CnnError(f"run {run.name} was not trained by a job of yours; only its owner or the operator can "
+                       "train it further (train a new run instead)")
 
 
 def _live_pid(status: dict[str, Any]) -> int | None:

@@ -35,6 +35,7 @@ class FitState:
     scheduler: Any = None
     epoch: int = 0
     start_epoch: int = 1
+    schedule_restarts: list[int] = field(default_factory=list)  # epochs after which an extension restarted it
     best: float = -1.0
     best_epoch: int = 0
     improved: bool = False
@@ -58,7 +59,8 @@ class Callback:
     """Every hook is optional; the defaults do nothing."""
 
     def on_setup(self, state: FitState) -> None:
-        """The run folder is open (config.json written); nothing is loaded yet."""
+        """The run folder is open (config.json written). A resumed or prepared run loads its data next; a new
+        run's folder is made only once its data and model are ready (a failed start leaves no folder)."""
 
     def on_fit_start(self, state: FitState) -> None:
         """Data loaded, model built (and restored, when resuming), before the first batch."""
@@ -96,7 +98,8 @@ class StatusFile(Callback):
         state.run.update_status(state="running", message="training", epochs=state.cfg.epochs,
                                 data_seconds=round(state.data_seconds, 2),
                                 params=sum(p.numel() for p in state.model.parameters()),
-                                classes=prep.classes, notes=prep.dataset.notes)
+                                classes=prep.classes, notes=prep.dataset.notes,
+                                schedule_restarts=state.schedule_restarts)
 
     def on_epoch_end(self, state: FitState, row: dict[str, Any]) -> None:
         state.run.update_status(epochs_run=state.epoch, best_val_accuracy=round(state.best, 5),
@@ -175,6 +178,7 @@ def checkpoint_payload(state: FitState) -> dict[str, Any]:
         "best_val_accuracy": state.best,
         "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
         "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+        "schedule_restarts": list(state.schedule_restarts),  # where a longer run restarted its schedule
         "torch_version": str(torch.__version__),
         "rng": torch.get_rng_state(),  # dropout draws continue exactly after a resume
     }

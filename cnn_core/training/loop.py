@@ -8,9 +8,12 @@ from __future__ import annotations
 import gc
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,9 +27,9 @@ from ..engine import distributed
 from ..engine.batches import Batches
 from ..engine.device import autocast, device_name, pick_device, pick_precision, set_threads
 from ..engine.forward import evaluate, predict_logits
-from ..engine.prepared import eval_batches, prepare_data
+from ..engine.prepared import Prepared, eval_batches, prepare_data
 from ..models.registry import build_model, count_parameters, get_spec
-from ..runs.rundir import RunDir
+from ..runs.rundir import FINISHED, RunDir
 from .callbacks import Callback, FitState, run_files
 from .optim import make_optimizer, make_scheduler
 
@@ -94,30 +97,43 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
 # ----------------------------------------------------------------------------------------------------- fit
 
 def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str | os.PathLike | None = None,
-        prepared: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
+        prepared: str | os.PathLike | None = None, epochs: int | None = None, root: str | os.PathLike | None = None,
         data_dir: str | os.PathLike | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train ``cfg`` into a new run folder and return the summary. Or, instead of ``cfg``: ``resume`` a run from
-    its last.pt, or train a ``prepared`` run, whose folder a job made (config.json written, nothing trained yet).
+    its last.pt (with ``epochs``, up to that many epochs in all: a finished run trains further), or train a
+    ``prepared`` run, whose folder a job made (config.json written, nothing trained yet).
 
-    ``callbacks`` hear every hook on the main process, after the run folder's own (run_files); any of them
-    may stop the run (``should_stop``), asked on every process."""
+    A new run's folder is made only once its dataset has loaded and its model is built (pretrained weights
+    included), so a failed start leaves nothing behind. ``callbacks`` hear every hook on the main process,
+    after the run folder's own (run_files), from ``on_setup`` on; any of them may stop the run
+    (``should_stop``), asked on every process."""
     set_threads()
     ddp = distributed.setup()  # started by torchrun: join its process group; otherwise a single process
-    run, cfg = ddp.from_main(_open_run, cfg, name, resume or prepared, root)
+    if resume or prepared:
+        run, cfg, last = ddp.from_main(_open_existing, resume or prepared, root, bool(resume), epochs)
+    elif epochs is not None:
+        raise CnnError("epochs= extends a resumed run; a new run trains its config's epochs")
+    else:
+        run, cfg, last = None, _checked_new(cfg), None
     hooks = [*run_files(), *callbacks] if ddp.is_main else []  # rank 0 keeps the files and reports
     state = FitState(cfg, run, data_dir)
     state.say = lambda text: [c.on_message(text) for c in hooks]
     should_stop = ddp.agree(lambda: any(c.should_stop() for c in callbacks))
 
     def emit(hook: str, *args: Any) -> None:
+        if state.run is None:
+            return  # a new run that failed before its folder was made: no folder, nothing to record
         for c in hooks:
             getattr(c, hook)(state, *args)
 
+    def new_run(split: Path) -> RunDir:
+        return _create_run(state.cfg, name, root, split)
+
     try:
         with ddp.peer_failures():  # a distributed job whose other process died: say so in one line
-            return _fit(state, bool(resume), emit, should_stop, ddp)
+            return _fit(state, last, new_run, emit, should_stop, ddp)
     except Diverged as e:
-        kept = "best.pt is kept" if run.has("best") else "no epoch finished, so nothing was saved"
+        kept = "best.pt is kept" if state.run.has("best") else "no epoch finished, so nothing was saved"
         advice = e.advice or (f"Lower the learning rate (it was {cfg.lr:g}) or use a schedule with warm-up "
                               "(onecycle)")
         msg = f"diverged: {e}; {kept}. {advice}"
@@ -125,7 +141,7 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
         raise Diverged(msg, e.advice) from None
     except Cancelled:
         emit("on_exception", "cancelled", "cancelled; resume it to continue from last.pt")
-        return {"run": run.name, "run_dir": str(run.path), "state": "cancelled", **run.status()}
+        return {"run": state.run.name, "run_dir": str(state.run.path), "state": "cancelled", **state.run.status()}
     except torch.cuda.OutOfMemoryError:
         pass  # reported below, outside this block: the error must not keep the failed step's tensors alive
     except CnnError as e:
@@ -147,31 +163,64 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
 
 
 def _forget_a_failed_start(state: FitState, ddp: distributed.Dist, new: bool) -> None:
-    """A new run that failed before its first epoch (a missing dataset, a bad folder, a subset too small) leaves
-    no folder behind: the error was said in one line, and a runs list of empty failures helps nobody."""
-    if new and ddp.is_main and state.epoch == 0:
+    """A new run that failed after its folder was made but before its first epoch (e.g. out of memory in the
+    first batch) leaves no folder behind either: a runs list of empty failures helps nobody."""
+    if new and ddp.is_main and state.run is not None and state.epoch == 0:
         state.run.discard_unstarted()
 
 
-def _open_run(cfg: TrainConfig | None, name: str | None, existing: str | os.PathLike | None,
-              root: str | os.PathLike | None) -> tuple[RunDir, TrainConfig]:
-    """The run folder (new, or an existing one to resume or train) and its config; under torchrun rank 0 does
-    this. A new folder is made only after the config's model and batch size have been checked."""
-    if existing:
-        run = RunDir.resolve(existing, root)
-        saved = run.config()
-        if not saved:
-            raise CnnError(f"run {run.name} has no readable config.json; it cannot be resumed")
-        cfg = TrainConfig.from_dict(saved)
-        distributed.per_rank_batch(cfg.batch_size)
-        return run, cfg
+def _checked_new(cfg: TrainConfig | None) -> TrainConfig:
+    """A new run's config, checked before anything is loaded: a typo in the model name, a batch N processes
+    cannot split evenly."""
     if cfg is None:
         raise CnnError("fit needs a config, or a run to resume")
-    get_spec(cfg.model)  # a typo fails before a folder is made
-    distributed.per_rank_batch(cfg.batch_size)  # and so does a batch N processes cannot split evenly
+    get_spec(cfg.model)
+    distributed.per_rank_batch(cfg.batch_size)
+    return cfg
+
+
+def _create_run(cfg: TrainConfig, name: str | None, root: str | os.PathLike | None, split: Path) -> RunDir:
+    """The new run's folder with its config.json, and the split its data was prepared with (``split``, made
+    before the folder existed; under torchrun rank 0 does this)."""
     run = RunDir.create(root, name, cfg.model, cfg.dataset)
     run.write_config(cfg.to_dict())
-    return run, cfg
+    if split.is_file():
+        shutil.move(split, run.file(RunDir.SPLIT))
+    return run
+
+
+def _open_existing(existing: str | os.PathLike, root: str | os.PathLike | None, resume: bool, epochs: int | None
+                   ) -> tuple[RunDir, TrainConfig, dict[str, Any] | None]:
+    """A run to resume (with its last.pt) or a prepared one to train, and its config; under torchrun rank 0 does
+    this. ``epochs``: the total a resumed run trains to, written to its config.json before it goes on."""
+    run = RunDir.resolve(existing, root)
+    saved = run.config()
+    if not saved:
+        raise CnnError(f"run {run.name} has no readable config.json; it cannot be {'resumed' if resume else 'trained'}")
+    cfg = TrainConfig.from_dict(saved)
+    distributed.per_rank_batch(cfg.batch_size)
+    if not resume:
+        if epochs is not None:
+            raise CnnError("epochs= extends a resumed run; a prepared run trains the epochs of its config.json")
+        if run.has("last"):
+            raise CnnError(f"run {run.name} has trained already; resume it instead (train --resume {run.name})")
+        return run, cfg, None
+    if not run.has("last"):
+        raise CnnError(f"run {run.name} has no last.pt to continue from (it never finished an epoch); train a new "
+                       "run with its options instead")
+    last = run.load("last")
+    done = int(last["epoch"])
+    if epochs is None:
+        if run.state() in FINISHED or done >= cfg.epochs:
+            raise CnnError(f"run {run.name} has finished ({done} epochs); to train it further, give the total it "
+                           f"should reach: --epochs N with N above {done}")
+    elif epochs <= done:
+        raise CnnError(f"run {run.name} has trained {done} epochs already; --epochs is the total to reach, so give "
+                       f"more than {done}")
+    elif epochs != cfg.epochs:
+        cfg = cfg.replace(epochs=epochs)
+        run.write_config(cfg.to_dict())
+    return run, cfg, last
 
 
 @dataclass
@@ -186,9 +235,9 @@ class _Kit:
     scaler: torch.amp.GradScaler | None
 
 
-def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
-         ddp: distributed.Dist) -> dict[str, Any]:
-    kit = _setup(state, resuming, emit, ddp)
+def _fit(state: FitState, last: dict[str, Any] | None, new_run: Callable[[Path], RunDir],
+         emit: Callable[..., None], should_stop: Callable[[], bool] | None, ddp: distributed.Dist) -> dict[str, Any]:
+    kit = _setup(state, last, new_run, emit, ddp)
     emit("on_fit_start")
     outcome = _epochs(state, kit, emit, should_stop, ddp)
     test_acc = _test_best(state, kit.device, kit.amp, ddp)
@@ -199,25 +248,27 @@ def _fit(state: FitState, resuming: bool, emit: Callable[..., None], should_stop
     return state.summary
 
 
-def _setup(state: FitState, resuming: bool, emit: Callable[..., None], ddp: distributed.Dist) -> _Kit:
-    """Seed, device, data, model (fresh, pretrained or resumed), batches, optimiser and schedule."""
-    cfg, run, say = state.cfg, state.run, state.say
+def _setup(state: FitState, last: dict[str, Any] | None, new_run: Callable[[Path], RunDir],
+           emit: Callable[..., None], ddp: distributed.Dist) -> _Kit:
+    """Seed, device, data, model (fresh, pretrained or resumed), batches, optimiser and schedule. An existing
+    run's folder hears on_setup first (its status says "loading data"); a new run's folder is made only after
+    its data and model are ready."""
+    cfg, say = state.cfg, state.say
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     device = pick_device(cfg.device)
     amp = pick_precision(cfg.precision, device)
     state.device = device_name(device)
-    emit("on_setup")
-    t_data = time.perf_counter()
-    with ddp.local_main_first():  # one process per machine builds a missing dataset cache
-        prep = prepare_data(cfg, state.data_dir, device, run.file(RunDir.SPLIT))
-    state.prep, state.data_seconds = prep, time.perf_counter() - t_data
+    if state.run is not None:
+        emit("on_setup")
+    with tempfile.TemporaryDirectory(prefix="cnn-split-") as staging:
+        split = state.run.file(RunDir.SPLIT) if state.run is not None else Path(staging) / RunDir.SPLIT
+        prep, model = _data_and_model(state, split, device, last is None, ddp)
+        if state.run is None:
+            state.run = ddp.from_main(new_run, split)
+            emit("on_setup")
     for note in prep.dataset.notes:
         say(note)
-    resuming = resuming and ddp.from_main(run.has, "last")
-    model = build_model(cfg.model, len(prep.classes), prep.channels, prep.size, **cfg.extra)
-    if hasattr(model, "load_pretrained") and not resuming:
-        say(model.load_pretrained())  # ImageNet weights; a resumed run continues from its own last.pt instead
     model = ddp.sync_batchnorm(model.to(device, memory_format=torch.channels_last), device)
     train_b = Batches(prep.x_train, prep.y_train, cfg.batch_size, prep.normalize(), shuffle=True,
                       augment=prep.augment if cfg.augment else None, seed=cfg.seed, max_batches=cfg.max_batches,
@@ -227,21 +278,40 @@ def _setup(state: FitState, resuming: bool, emit: Callable[..., None], ddp: dist
     if cfg.max_batches:
         val_b.max_batches = cfg.max_batches
     state.model, state.optimizer = model, make_optimizer(cfg, model)
-    state.scheduler = make_scheduler(cfg, state.optimizer, cfg.epochs * len(train_b))
-    if resuming:
-        _restore(state, ddp.from_main(run.load, "last"), ddp.from_main(run.metrics))
-        say(f"resuming {run.name} at epoch {state.start_epoch}")
-    elif hasattr(model, "init_from_data"):
-        model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
+    if last is not None:
+        _restore(state, last, ddp.from_main(state.run.metrics), len(train_b))
+        done = state.start_epoch - 1
+        restarted = bool(state.schedule_restarts) and state.schedule_restarts[-1] == done
+        say(f"extending {state.run.name} from {done} to {cfg.epochs} epochs: a fresh {cfg.schedule} schedule over "
+            f"the {cfg.epochs - done} added epochs" if restarted else f"resuming {state.run.name} at epoch {done + 1}")
+    else:
+        state.scheduler = make_scheduler(cfg, state.optimizer, cfg.epochs * len(train_b))
+        if hasattr(model, "init_from_data"):
+            model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
     scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
     kit = _Kit(device, amp, ddp.wrap(model, device), train_b, val_b, scaler)
-    say(f"run {run.name}: {cfg.model} ({count_parameters(model):,} params) on {cfg.dataset} "
+    say(f"run {state.run.name}: {cfg.model} ({count_parameters(model):,} params) on {cfg.dataset} "
         f"({len(prep.y_train)} train / {len(prep.y_val)} val / {len(prep.y_test)} test, {prep.size}x{prep.size}), "
         f"{state.device}{', ' + str(amp).replace('torch.', '') + ' autocast' if amp else ''}")
     if ddp.world > 1:
         say(f"data-parallel over {ddp.world} processes: {train_b.batch_size} images each per step "
             f"(global batch {cfg.batch_size})")
     return kit
+
+
+def _data_and_model(state: FitState, split: Path, device: torch.device, fresh: bool, ddp: distributed.Dist
+                    ) -> tuple[Prepared, nn.Module]:
+    """The prepared data (a folder dataset's split kept in ``split``) and the model on the CPU; a ``fresh`` one
+    gets its pretrained weights (a resumed run continues from its own last.pt instead)."""
+    cfg = state.cfg
+    t_data = time.perf_counter()
+    with ddp.local_main_first():  # one process per machine builds a missing dataset cache
+        prep = prepare_data(cfg, state.data_dir, device, split)
+    state.prep, state.data_seconds = prep, time.perf_counter() - t_data
+    model = build_model(cfg.model, len(prep.classes), prep.channels, prep.size, **cfg.extra)
+    if hasattr(model, "load_pretrained") and fresh:
+        state.say(model.load_pretrained())  # ImageNet weights
+    return prep, model
 
 
 def _epochs(state: FitState, kit: _Kit, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
@@ -293,15 +363,32 @@ def _summary(state: FitState, kit: _Kit, outcome: str, test_acc: float) -> dict[
             "precision": str(kit.amp).replace("torch.", "") if kit.amp else "fp32"}
 
 
-def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, float]]) -> None:
-    """Continue where last.pt left off: weights, optimizer, schedule, random state, history, best so far."""
+def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, float]], steps: int) -> None:
+    """Continue where last.pt left off: weights, optimizer, random state, history, best so far, and the
+    schedule. A run trained beyond the epochs its saved schedule was made for (extended) gets a fresh schedule
+    of the same kind over the added epochs instead, from the configured learning rate (a warm restart; see
+    docs/experiments.md): a finished onecycle or cosine schedule ends near zero, where more epochs learn nothing."""
+    cfg, optimizer = state.cfg, state.optimizer
+    done = int(last["epoch"])
+    state.schedule_restarts = [int(e) for e in last.get("schedule_restarts", [])]
     state.model.load_state_dict(last["state_dict"])
-    state.optimizer.load_state_dict(last["optimizer"])
-    state.scheduler.load_state_dict(last["scheduler"])
+    if cfg.epochs > int(last["config"]["epochs"]):
+        base = [g["lr"] for g in optimizer.param_groups]  # as configured (a backbone's share included)
+        optimizer.load_state_dict(last["optimizer"])  # momentum and Adam's moments carry over
+        for group, lr in zip(optimizer.param_groups, base):
+            group["lr"] = lr
+            group.pop("initial_lr", None)  # the old schedule's starting point; the new one sets its own
+        state.schedule_restarts.append(done)
+        state.scheduler = make_scheduler(cfg, optimizer, (cfg.epochs - done) * steps)
+    else:  # the saved schedule goes on: made first, then the saved states over it (the optimizer's lr included)
+        start = state.schedule_restarts[-1] if state.schedule_restarts else 0
+        state.scheduler = make_scheduler(cfg, optimizer, (cfg.epochs - start) * steps)
+        optimizer.load_state_dict(last["optimizer"])
+        state.scheduler.load_state_dict(last["scheduler"])
     if isinstance(last.get("rng"), torch.Tensor):
         torch.set_rng_state(last["rng"])
-    state.start_epoch, state.best = int(last["epoch"]) + 1, float(last["best_val_accuracy"])
-    state.history = [r for r in metrics if int(r["epoch"]) <= int(last["epoch"])]
+    state.start_epoch, state.best = done + 1, float(last["best_val_accuracy"])
+    state.history = [r for r in metrics if int(r["epoch"]) <= done]
     state.best_epoch = max(state.history, key=lambda r: r["val_accuracy"])["epoch"] if state.history else 0
 
 

@@ -37,8 +37,9 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, [total_steps // 2, total_steps * 3 // 4], 0.1)
     if cfg.schedule == "onecycle":
+        # at exactly 4 steps its warm-up ends on step 0 and torch divides by zero (e.g. 1 more epoch of 4 batches)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                                   total_steps=total_steps,
+                                                   total_steps=total_steps + (total_steps == 4),
                                                    pct_start=0.25, anneal_strategy="linear",
                                                    cycle_momentum=False)  # keep --momentum as given
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

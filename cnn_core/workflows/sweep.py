@@ -305,8 +305,10 @@ def run_sweep(grid: dict[str, list[Any]], base_cfg: TrainConfig, *, name: str | 
             on_run_start(i, n, dict(row))
         failure = ""
         try:
-            summary = train_run(cfg, name=None if exists else row["run"], resume=row["run"] if exists else None,
-                                root=root_path, data_dir=data_dir, callbacks=callbacks)
+            trained = exists and RunDir(root_path / row["run"]).has("last")  # else made but killed before epoch 1
+            summary = train_run(cfg, name=None if exists else row["run"], resume=row["run"] if trained else None,
+                                prepared=row["run"] if exists and not trained else None, root=root_path,
+                                data_dir=data_dir, callbacks=callbacks)
         except Diverged as e:
             say(f"[{i}/{n}] {row['run']}: {e}")
         except DataError as e:  # a missing or unreadable dataset fails every run alike: stop, do not table eight

@@ -23,6 +23,8 @@ from cnn_core.workflows.run import train_run
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 TINY = {"model": "lenet5", "dataset": "digits", "epochs": 1, "batch_size": 64, "max_batches": 2,
         "precision": "fp32"}
+TIMED = ("model", "dataset", "batch_size", "augment", "input_size", "train_subset", "max_batches", "precision",
+         "device", "val_fraction", "seed", "optimizer")  # the options the Train page keys its timings by
 
 
 @pytest.fixture
@@ -144,6 +146,43 @@ def test_a_stopped_run_can_be_resumed_from_the_page(runs, managers):
     job = manager.get(at.session_state.tr_job)
     assert job.resume and job.args == ["train", "--resume", "stopped"] and job.start_epoch == 2
     assert "resuming **stopped**" in texts(at)
+
+
+def test_a_finished_run_trains_more_epochs_from_the_page(runs, managers):
+    manager = managers()
+    train_run(TrainConfig(**TINY), name="done", root=runs)
+    at = open_page("train")
+    assert at.selectbox(key="tr_more_run").value == "done"
+    at.number_input(key="tr_more_epochs").set_value(2).run()
+    assert at.button(key="tr_more").label == "Train 2 more epochs"
+    at.button(key="tr_more").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.extending and job.args == ["train", "--resume", "done", "--epochs", "3"] and job.start_epoch == 2
+    assert "training **done** further, to 3 epochs" in texts(at)
+    manager.wait(job.id, timeout=300)
+    assert job.state == "finished", job.message
+    run = RunDir(runs / "done")
+    assert [r["epoch"] for r in run.metrics()] == [1, 2, 3] and run.config()["epochs"] == 3
+    assert run.status()["state"] == "finished" and run.status()["epochs_run"] == 3
+
+
+def test_a_visitor_trains_further_only_the_runs_their_jobs_trained(runs, managers):
+    manager = managers(SLEEPER)
+    train_run(TrainConfig(**TINY), name="theirs", root=runs)
+    at = open_page("train", operator=False)
+    assert not [s for s in at.get("selectbox") if s.key == "tr_more_run"]
+    assert "by the visitor whose job trained them" in texts(at)
+    train_run(TrainConfig(**TINY), name="mine", root=runs)
+    RunDir(runs / "mine").update_status(owner=at.session_state["_ui_visitor"])  # as manager.submit records it
+    at.run()
+    picker = at.selectbox(key="tr_more_run")
+    assert picker.value == "mine" and len(picker.options) == 1
+    added = TrainConfig(**{**TINY, "epochs": 5})  # a visitor's request is timed first: here, as if it had been
+    at.session_state.tr_timing = {str({k: v for k, v in added.to_dict().items() if k in TIMED}): {
+        "epoch": 1.0, "startup": 5.0, "loaded": False}}
+    at.button(key="tr_more").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.extending and job.owner == at.session_state["_ui_visitor"] and job.epochs == 6
 
 
 # ------------------------------------------------------------------------------------ a zip of your own photos

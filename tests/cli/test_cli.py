@@ -80,7 +80,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
     for k in ("run", "run_dir", "epochs_run", "best_val_accuracy", "test_accuracy", "train_seconds"):
         assert k in summary
     assert summary["run"] == "cli-run" and summary["epochs_run"] == 6 and summary["test_accuracy"] > 0.5
-    assert "epoch 6/6" in cli("train", "--resume", "cli-run", env=env, check=0).stdout or True
+    p = cli("train", "--resume", "cli-run", env=env, check=2)  # finished: nothing to resume without --epochs
+    assert "has finished (6 epochs)" in p.stderr and "--epochs N" in p.stderr
 
     rep = json.loads(cli("evaluate", "cli-run", "--json", env=env, check=0).stdout)
     assert rep["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4)
@@ -140,3 +141,25 @@ def test_show_of_an_absent_dataset_is_one_line_with_an_empty_data_dir(tmp_path, 
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_with_epochs_trains_a_finished_run_further_and_refuses_other_changes(tmp_path):
+    env = {"CNN_CHECKPOINTS": str(tmp_path)}
+    cli("train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--max-batches", "3", "--name", "short",
+        "--quiet", env=env, check=0)
+    for args, said in [(["--lr", "0.1", "--model", "vgg16", "--name", "x"], "--model, --lr, --name cannot change run"),
+                       (["--finetune", "head"], "--finetune cannot change run"),
+                       (["--epochs", "1"], "has trained 1 epochs already")]:
+        p = cli("train", "--resume", "short", *args, env=env, check=2)
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and said in lines[0], p.stderr
+    p = cli("train", "--prepared", "short", "--epochs", "3", env=env, check=2)
+    assert "--epochs cannot change run short" in p.stderr
+    p = cli("train", "--resume", "short", "--epochs", "3", "--json", env=env, check=0)
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["epochs_run"] == 3 and summary["state"] == "finished"
+    assert "extending short from 1 to 3 epochs" in p.stdout
+    assert json.loads((tmp_path / "short" / "config.json").read_text())["epochs"] == 3
+    (tmp_path / "short" / "last.pt").unlink()
+    p = cli("train", "--resume", "short", "--epochs", "5", env=env, check=2)
+    assert "run short has no last.pt to continue from" in p.stderr

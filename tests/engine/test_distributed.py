@@ -25,7 +25,7 @@ from cnn_core.engine.batches import Batches, Normalize
 from cnn_core.models import make_config
 from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
 from cnn_core.runs.rundir import RunDir
-from cnn_core.training.loop import _open_run
+from cnn_core.training.loop import _checked_new
 from cnn_core.workflows.run import train_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def test_global_batch_must_split_evenly():
 def test_indivisible_batch_fails_before_a_run_folder_is_made(runs, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(CnnError, match="split evenly over 3 processes"):
-        _open_run(CFG, "odd", None, runs)
+        _checked_new(CFG)
     assert not (runs / "odd").exists()
 
 

@@ -146,10 +146,34 @@ def test_resume_continues_a_stopped_run_from_its_next_epoch(runs, manager):
         manager.resume("stopped", root=runs)
 
 
-def test_unknown_model_is_refused_before_anything_starts(runs, manager):
+def test_unknown_model_or_dataset_is_refused_before_anything_starts(runs, manager):
     with pytest.raises(CnnError, match="unknown model"):
         manager.submit(TrainConfig(**{**TINY, "model": "lenet6"}), root=runs)
+    for dataset, said in (("digitz", "unknown dataset 'digitz'"), ("zip:x", "unknown dataset kind 'zip'")):
+        with pytest.raises(CnnError, match=said):
+            manager.submit(TrainConfig(**{**TINY, "dataset": dataset}), root=runs)
     assert not manager.jobs() and not runs.exists()
+
+
+def test_a_finished_run_is_trained_further_by_its_owner_or_the_operator(runs, manager):
+    first = manager.submit(TrainConfig(**TINY), name="grow", root=runs, owner="ann", operator=False)
+    manager.wait(first.id, timeout=300)
+    assert first.state == "finished" and RunDir(runs / "grow").status()["owner"] == "ann"
+    with pytest.raises(CnnError, match="not trained by a job of yours"):
+        manager.resume("grow", root=runs, owner="bob", operator=False, epochs=2)
+    with pytest.raises(CnnError, match="has trained 1 epochs already"):
+        manager.resume("grow", root=runs, owner="ann", operator=False, epochs=1)
+    job = manager.resume("grow", root=runs, owner="ann", operator=False, epochs=2)
+    assert job.extending and job.args[-2:] == ["--epochs", "2"] and job.start_epoch == 2 and job.owner == "ann"
+    manager.wait(job.id, timeout=300)
+    assert job.state == "finished", job.message
+    assert [r["epoch"] for r in RunDir(runs / "grow").metrics()] == [1, 2]
+    operator = manager.resume("grow", root=runs, epochs=3)  # the operator may train any run further
+    manager.wait(operator.id, timeout=300)
+    assert operator.state == "finished" and RunDir(runs / "grow").config()["epochs"] == 3
+    (runs / "grow" / "last.pt").unlink()
+    with pytest.raises(CnnError, match="no last.pt to continue from"):
+        manager.resume("grow", root=runs, epochs=4)
 
 
 # ------------------------------------------------------------------------------------------------ sweep jobs

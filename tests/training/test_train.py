@@ -143,6 +143,23 @@ def test_onecycle_keeps_the_momentum_given():
     assert max(lrs) > 0.09 and lrs[-1] < 0.01  # the learning rate itself still rises and anneals
 
 
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step", "none"])
+def test_every_schedule_steps_through_a_few_batches(schedule):
+    """One more epoch of a small folder is a schedule of a handful of steps; OneCycleLR divided by zero at 4."""
+    from torch import nn
+
+    from cnn_core.training.optim import make_optimizer, make_scheduler
+
+    cfg = TrainConfig(optimizer="sgd", lr=0.1, schedule=schedule)
+    for steps in range(1, 9):
+        opt = make_optimizer(cfg, nn.Linear(4, 2))
+        sched = make_scheduler(cfg, opt, steps)
+        for _ in range(steps):
+            assert 0 <= opt.param_groups[0]["lr"] <= 0.1  # the rate each step trains with
+            opt.step()
+            sched.step()
+
+
 def test_fused_sgd_steps_match_the_per_tensor_ones_bit_for_bit():
     """make_optimizer uses the fused step; the README relies on it changing no result (FastNet's row)."""
     from cnn_core.models import build_model
