@@ -167,7 +167,7 @@ class RunDir:
         return read_json(self.path / self.REPORTS[split])
 
     def write_report(self, split: str, report: dict[str, Any]) -> None:
-        write_json(self.path / self.REPORTS[split], report, indent=None)  # thousands of per-image entries
+        write_json(self.path / self.REPORTS[split], report, compact=True)
 
     # ---------------------------------------------------------------------------------------- metrics
 

@@ -152,6 +152,8 @@ def test_a_demo_run_is_evaluated_from_its_saved_report_without_the_dataset(runs,
     assert len(notes) == 1 and notes[0].startswith("No images: dataset mnist is not in") and "\n" not in notes[0]
     assert "image(s) of **" in "\n".join(c.value for c in at.caption)  # the counts still come from the report
     assert "Per class" in texts(at) and len(at.dataframe[0].value) == 10
+    assert list(at.dataframe[0].value) == ["class", "precision", "recall", "f1", "support"]
+    assert list(at.dataframe[1].value) == ["true", "predicted", "count"]  # most confused pairs
     at.segmented_control(key="ev_split").set_value("val").run()  # the validation report too
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Images"] == "6,000"

@@ -19,7 +19,7 @@ from PIL import Image
 
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.runs.rundir import RunDir
-from scripts.appdriver import ARTIFACTS, fill_train_form, launch_chromium, serve, settle
+from scripts.appdriver import ARTIFACTS, choose, fill_train_form, launch_chromium, serve, settle
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -334,3 +334,48 @@ def test_an_operator_and_a_visitor_see_what_each_may_do(e2e_root, browser, monke
         finally:
             operator.context.close()
             visitor.context.close()
+
+
+def test_evaluate_a_demo_run_without_the_datasets_and_its_gallery_follows_a_click(browser, tmp_path, monkeypatch):
+    """A fresh clone without the course datasets: Evaluate reads the demo run's saved report (accuracy, matrix,
+    table), says in one line that the images need the data, and shows no error. On a phone, a clicked cell's
+    gallery starts right under the matrix, not below the per-class tables."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "checkpoints", root)
+    for p in root.rglob("*"):  # a checkout gives every file the time of the checkout
+        p.touch()
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("CNN_DATA_DIR", str(empty))
+    with serve(root, ARTIFACTS / "e2e-no-data.log") as url:
+        for pg in (new_page(browser, viewport=DESKTOP),
+                   new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)):
+            try:
+                pg.goto(f"{url}/evaluate")
+                settle(pg)
+                choose(pg, "Run", "demo-mnist-lenet5")
+                settle(pg)
+                assert pg.locator('[data-testid="stMetricValue"]').first.inner_text() == "98.9%"
+                note = pg.locator('[data-testid="stAlertContentInfo"]')
+                assert note.count() == 1 and "No images: dataset mnist is not in" in note.inner_text()
+                assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
+                no_error_boxes(pg)
+
+                matrix = pg.locator('[data-testid="stVegaLiteChart"]').first
+                matrix.scroll_into_view_if_needed()
+                box = matrix.bounding_box()
+                x, y = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+                pg.mouse.move(x, y)
+                pg.locator("#vg-tooltip-element").wait_for(state="visible")
+                tip = re.search(r"true\s+(\S+)\s+predicted\s+(\S+)", pg.locator("#vg-tooltip-element").inner_text())
+                pg.mouse.click(x, y)
+                caption = pg.get_by_text(f"image(s) of {tip[1]} predicted as {tip[2]}")
+                caption.wait_for()
+                settle(pg)
+                box = matrix.bounding_box()
+                below = caption.bounding_box()["y"] - (box["y"] + box["height"])
+                assert 0 < below < 400, f"the gallery starts {below:.0f} px below the matrix"
+                no_error_boxes(pg)
+                shoot(pg, "evaluate-no-data")
+            finally:
+                pg.context.close()

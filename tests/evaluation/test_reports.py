@@ -52,6 +52,8 @@ def test_a_finished_run_keeps_its_test_and_validation_reports(digits_run):
         assert sum(map(sum, rep["confusion_matrix"])) == images
         fresh = evaluate_run(run, split)  # the same checkpoint evaluated again agrees with what training saved
         assert rep["y_true"] == fresh["y_true"]
+        assert [list(rep[k][0]) for k in ("per_class", "most_confused")] == [  # tables keep their column order
+            list(fresh[k][0]) for k in ("per_class", "most_confused")]
         assert np.mean(np.array(rep["y_pred"]) == np.array(fresh["y_pred"])) > 0.99
     assert json.loads(run.file("report-test.json").read_text())["accuracy"] == pytest.approx(
         status["test_accuracy"], abs=1e-5)
