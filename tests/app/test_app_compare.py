@@ -131,18 +131,11 @@ def test_models_that_know_different_classes_do_not_vote(runs, digits_run, tmp_pa
     assert set(at.dataframe[-1].value["agrees"]) == {""}
 
 
-def test_demo_runs_are_compared_from_their_saved_reports_without_the_dataset(runs, tmp_path, monkeypatch):
+def test_demo_runs_are_compared_from_their_saved_reports_without_the_dataset(runs, no_data):
     import shutil
 
     from app_util import ROOT
 
-    from cnn_core.evaluation import reports
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("the dataset was loaded")
-
-    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "no-data"))
-    monkeypatch.setattr(reports, "prepare_data", refuse)
     for name in ("demo-cifar10-fast", "demo-cifar10-lenet5"):
         shutil.copytree(ROOT / "checkpoints" / name, runs / name)
     at = open_page("compare")

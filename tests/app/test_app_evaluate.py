@@ -123,21 +123,6 @@ def test_missing_onnx_packages_are_said_in_one_line(own_run, monkeypatch):
     assert said == ["Needs onnxscript: `.venv/bin/pip install onnx onnxscript onnxruntime` (into the project's venv)."]
 
 
-@pytest.fixture
-def no_data(tmp_path, monkeypatch):
-    """A checkout without the course datasets: an empty data folder, and any attempt to load one fails."""
-    from cnn_core.evaluation import reports
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("the dataset was loaded")
-
-    empty = tmp_path / "no-data"
-    empty.mkdir()
-    monkeypatch.setenv("CNN_DATA_DIR", str(empty))
-    monkeypatch.setattr(reports, "prepare_data", refuse)
-    return empty
-
-
 def test_a_demo_run_is_evaluated_from_its_saved_report_without_the_dataset(runs, no_data):
     import json
     import shutil
