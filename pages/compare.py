@@ -56,7 +56,8 @@ for name in chosen:
     status = by_name[name].run.status()
     rep = reports.get(name)
     rows.append({"run": name, "model": by_name[name].model, "dataset": by_name[name].dataset,
-                 "test accuracy": rep["accuracy"] if rep else None, "macro-F1": rep["macro_f1"] if rep else None,
+                 "test accuracy": rep["accuracy"] if rep else by_name[name].test_accuracy,  # status.json's
+                 "macro-F1": rep["macro_f1"] if rep else None,
                  "parameters": status.get("params"), "epochs": status.get("epochs_run", by_name[name].epochs_run),
                  "train time": ui.duration(status.get("train_seconds")), "images/s": status.get("images_per_second"),
                  "device": status.get("device", "?")})

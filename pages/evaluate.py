@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from cnn_core.core.errors import CnnError
+from cnn_core.core.errors import CnnError, DataError
 from cnn_core.evaluation import export
 from cnn_core.evaluation.modelcard import read_model_card
 from cnn_core.runs.rundir import list_runs
@@ -41,13 +41,52 @@ c3.metric("Images", f"{rep['count']:,}")
 c4.metric("Checkpoint", f"{rep['checkpoint']}", help=f"epoch {rep['epoch']}")
 st.caption(f"{run.model} on {ui.esc(run.dataset)}, {rep['checkpoint']} from epoch {rep['epoch']}, {split} split.")
 
+# the gallery sits right under the matrix: a click shows its images where the student looks, on a phone too
 matrix_col, table_col = st.columns([1, 1], gap="large")
 with matrix_col:
     st.subheader("Confusion matrix")
     st.caption("Rows: the true class; columns: what the model said. The diagonal is right, the rest are mistakes. "
-               "Colour is the share of the row. Click a cell to see its images below.")
+               "Colour is the share of the row. Click a cell to see its images right below.")
     event = st.altair_chart(ui.confusion_chart(rep["confusion_matrix"], classes), width="stretch",
                             on_select="rerun", selection_mode="cell", key=f"ev_cm_{run.name}_{split}")
+
+    # a clicked cell (when it changed) sets the two pickers; the pickers work alone too
+    key_t, key_p = f"ev_true_{run.name}", f"ev_pred_{run.name}"
+    picked = (event.selection.get("cell") or [None])[0] if event is not None and event.selection else None
+    if picked and (picked.get("true"), picked.get("predicted")) != st.session_state.get("ev_last_click"):
+        st.session_state.ev_last_click = (picked["true"], picked["predicted"])
+        if picked["true"] in classes and picked["predicted"] in classes:
+            st.session_state[key_t], st.session_state[key_p] = picked["true"], picked["predicted"]
+    if key_t not in st.session_state:
+        worst = rep["most_confused"][0] if rep["most_confused"] else {"true": classes[0], "predicted": classes[0]}
+        st.session_state[key_t], st.session_state[key_p] = worst["true"], worst["predicted"]
+
+    st.subheader("Images")
+    a, b = st.columns(2)
+    true_c = a.selectbox("True class", classes, key=key_t)
+    pred_c = b.selectbox("Predicted as", classes, key=key_p)
+    y_true, y_pred = np.asarray(rep["y_true"]), np.asarray(rep["y_pred"])
+    conf = np.asarray(rep["confidence"])
+    ti, pi = classes.index(true_c), classes.index(pred_c)
+    idx = np.flatnonzero((y_true == ti) & (y_pred == pi))
+    idx = idx[np.argsort(-conf[idx], kind="stable")][:GALLERY]
+    verdict = "correct" if ti == pi else "mistakes"
+    st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{ui.esc(true_c)}** predicted "
+               f"as **{ui.esc(pred_c)}** ({verdict}); the most confident first"
+               + (f", first {GALLERY} shown." if len(idx) == GALLERY else "."))
+    if len(idx):
+        try:
+            pics = ui.images_of(run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split,
+                                tuple(int(i) for i in idx))
+        except DataError as e:  # the rest of the page comes from the run's saved report: only this needs the data
+            st.info(f"No images: {ui.esc(e)}.", icon=":material/image_not_supported:")
+            pics = []
+        except CnnError as e:
+            st.error(f"The images could not be loaded: {ui.esc(e)}")
+            pics = []
+        # one call: the browser wraps the pictures into rows, several across on a laptop and three on a phone
+        st.image([ui.tile(pic) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]],
+                 width=104)
 with table_col:
     st.subheader("Per class")
     per = pd.DataFrame(rep["per_class"])
@@ -63,39 +102,6 @@ with table_col:
                      column_config={"count": st.column_config.NumberColumn("images")})
     else:
         st.caption("No mistakes at all on this split.")
-
-# the gallery: a clicked cell (when it changed) sets the two pickers; the pickers work alone too
-key_t, key_p = f"ev_true_{run.name}", f"ev_pred_{run.name}"
-picked = (event.selection.get("cell") or [None])[0] if event is not None and event.selection else None
-if picked and (picked.get("true"), picked.get("predicted")) != st.session_state.get("ev_last_click"):
-    st.session_state.ev_last_click = (picked["true"], picked["predicted"])
-    if picked["true"] in classes and picked["predicted"] in classes:
-        st.session_state[key_t], st.session_state[key_p] = picked["true"], picked["predicted"]
-if key_t not in st.session_state:
-    worst = rep["most_confused"][0] if rep["most_confused"] else {"true": classes[0], "predicted": classes[0]}
-    st.session_state[key_t], st.session_state[key_p] = worst["true"], worst["predicted"]
-
-st.subheader("Images")
-a, b = st.columns(2)
-true_c = a.selectbox("True class", classes, key=key_t)
-pred_c = b.selectbox("Predicted as", classes, key=key_p)
-y_true, y_pred = np.asarray(rep["y_true"]), np.asarray(rep["y_pred"])
-conf = np.asarray(rep["confidence"])
-ti, pi = classes.index(true_c), classes.index(pred_c)
-idx = np.flatnonzero((y_true == ti) & (y_pred == pi))
-idx = idx[np.argsort(-conf[idx], kind="stable")][:GALLERY]
-verdict = "correct" if ti == pi else "mistakes"
-st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{ui.esc(true_c)}** predicted "
-           f"as **{ui.esc(pred_c)}** ({verdict}); the most confident first"
-           + (f", first {GALLERY} shown." if len(idx) == GALLERY else "."))
-if len(idx):
-    try:
-        pics = ui.images_of(run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split, tuple(int(i) for i in idx))
-    except CnnError as e:
-        st.error(f"The images could not be loaded: {ui.esc(e)}")
-        pics = []
-    # one call: the browser wraps the pictures into rows, six across on a laptop and three on a phone
-    st.image([ui.tile(pic) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]], width=104)
 
 st.subheader("Training curves")
 ui.show_curves(run.run.metrics(), key=f"ev_curves_{run.name}")

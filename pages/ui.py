@@ -24,7 +24,7 @@ from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
 from cnn_core.evaluation.predictor import Predictor
-from cnn_core.evaluation.reports import evaluate_run, split_images
+from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
@@ -320,9 +320,10 @@ def predictor(run: str, runs_root: str, mtime: float) -> Predictor:
     return Predictor.from_run(run, runs_root)
 
 
-@st.cache_data(max_entries=32, show_spinner="Evaluating the checkpoint…")
+@st.cache_data(max_entries=32, show_spinner="Reading the run's evaluation…")
 def evaluation(run: str, runs_root: str, mtime: float, split: str = "test") -> dict[str, Any]:
-    return evaluate_run(run, split, runs_root)
+    """The run's saved report (evaluated afresh only when its checkpoint is newer)."""
+    return run_report(run, split, runs_root)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

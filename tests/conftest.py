@@ -31,6 +31,22 @@ def runs(tmp_path, monkeypatch) -> Path:
     return root
 
 
+@pytest.fixture
+def no_data(tmp_path, monkeypatch) -> Path:
+    """A checkout without the course datasets: $CNN_DATA_DIR is an empty folder, and a report that tries to load
+    a dataset fails the test."""
+    from cnn_core.evaluation import reports
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a dataset was loaded")
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("CNN_DATA_DIR", str(empty))
+    monkeypatch.setattr(reports, "prepare_data", refuse)
+    return empty
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> Path:
     """One real, short LeNet-5 training on digits, shared by the tests that only read a finished run."""

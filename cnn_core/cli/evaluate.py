@@ -15,11 +15,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
-@command("evaluate", "metrics of a run's best checkpoint on its test (or val) split", _evaluate_args)
+@command("evaluate", "metrics of a run's best checkpoint on its test (or val) split", _evaluate_args,
+         description="Metrics of a run's best checkpoint on its test (or val) split: the report saved when training "
+                     "ended (no dataset needed), or computed on the dataset when the checkpoint is newer.")
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.reports import evaluate_run
+    from ..evaluation.reports import run_report
 
-    rep = evaluate_run(args.run, args.split, args.checkpoints, args.data_dir)
+    rep = run_report(args.run, args.split, args.checkpoints, args.data_dir)
     if args.json:
         keys = ("run", "split", "checkpoint", "epoch", "accuracy", "macro_f1", "confusion_matrix", "per_class",
                 "classes", "count", "most_confused")

@@ -56,8 +56,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, obj: Any, compact: bool = False) -> None:
+    """Indented with sorted keys; ``compact``: one line with the keys in their order (a report's thousands of
+    per-image predictions, and tables whose columns come in the order they were made)."""
+    if compact:
+        atomic_write_text(path, json.dumps(obj, separators=(",", ":")) + "\n")
+    else:
+        atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from .registry import (
     check_dataset_name,
     data_dir,
     dataset_info,
+    dataset_present,
     dataset_table,
     is_photo_dataset,
     list_datasets,
@@ -18,6 +19,7 @@ from .registry import (
 )
 from .roots import folder_datasets, resolve_under_roots
 
-__all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_info", "dataset_table",
+__all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_info", "dataset_present",
+           "dataset_table",
            "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset", "register_dataset",
            "register_prefix", "resolve_under_roots", "stratified_split", "stratified_subset"]

@@ -75,6 +75,12 @@ def dataset_info(name: str) -> DatasetInfo:
     return _DATASETS[name]
 
 
+def dataset_present(name: str, data_dir_: str | os.PathLike | None = None) -> bool:
+    """Whether a registered dataset is here to load, without downloading it. A ``prefix:ARG`` dataset (a
+    folder) counts as here: loading it says in one line what is wrong."""
+    return ":" in name or dataset_info(name).locate(data_dir(data_dir_)) is not None
+
+
 def dataset_table(data_dir_: str | os.PathLike | None = None) -> list[dict[str, object]]:
     """Every registered dataset, for a listing: name, description, whether it is here, and where (or what
     happens when it is not)."""

@@ -27,7 +27,7 @@ from ..engine.prepared import Prepared, prepare_data
 from ..models.registry import get_spec
 from ..runs.checkpoint import load_checkpoint
 from ..runs.rundir import FINISHED, RunDir
-from .reports import evaluate_run
+from .reports import run_report
 
 CARD = RunDir.CARD
 
@@ -52,7 +52,7 @@ def _pct(v: Any) -> str:
 def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                      prep: Prepared | None = None, report: dict[str, Any] | None = None) -> str:
     """The card's markdown. ``prep`` (the training's own data) saves loading the dataset again, ``report``
-    (fit's own test report of the best checkpoint) evaluating it again."""
+    (fit's own test report of the best checkpoint) reading or evaluating it again."""
     cfg = TrainConfig.from_dict(run_dir.config())
     st = run_dir.status()
     if st.get("state") not in FINISHED:
@@ -61,7 +61,7 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
     ckpt = load_checkpoint(path)
     if prep is None:
         prep = prepare_data(cfg, data_dir, split_file=run_dir.file(RunDir.SPLIT))
-    rep = report if report is not None else evaluate_run(run_dir, "test", data_dir=data_dir, prep=prep)
+    rep = report if report is not None else run_report(run_dir, "test", data_dir=data_dir, prep=prep)
     history = run_dir.metrics()
     best = next((r for r in history if r["epoch"] == st.get("best_epoch")), {})
     inp, spec = ckpt["input"], get_spec(cfg.model)

@@ -1,5 +1,6 @@
 """Run folders: ``checkpoints/<run>/`` with ``config.json``, ``status.json``, ``metrics.csv``, ``progress.json``,
-``last.pt``, ``best.pt`` (and a model card, exports, TensorBoard files). This module is the only code that
+``last.pt``, ``best.pt``, the saved evaluations ``report-test.json`` and ``report-val.json`` (and a model card,
+exports, TensorBoard files). This module is the only code that
 knows those names, what a run's states mean, and which checkpoint is "the" checkpoint of a run.
 """
 
@@ -53,6 +54,7 @@ class RunDir:
 
     CONFIG, STATUS, METRICS, PROGRESS = "config.json", "status.json", "metrics.csv", "progress.json"
     BEST, LAST, SPLIT, CARD = "best.pt", "last.pt", "split.json", "model_card.md"
+    REPORTS = {"test": "report-test.json", "val": "report-val.json"}
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -159,6 +161,13 @@ class RunDir:
 
     def clear_progress(self) -> None:
         (self.path / self.PROGRESS).unlink(missing_ok=True)
+
+    def report(self, split: str) -> dict[str, Any]:
+        """The saved evaluation of ``split`` (test or val), or {} when there is none."""
+        return read_json(self.path / self.REPORTS[split])
+
+    def write_report(self, split: str, report: dict[str, Any]) -> None:
+        write_json(self.path / self.REPORTS[split], report, compact=True)
 
     # ---------------------------------------------------------------------------------------- metrics
 

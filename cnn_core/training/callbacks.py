@@ -43,8 +43,8 @@ class FitState:
     started: float = field(default_factory=time.perf_counter)
     device: str = ""  # named for people: "CPU (2 threads, bf16)"
     data_seconds: float = 0.0
-    test_logits: torch.Tensor | None = None  # the best model's logits on the test split (single process)
-    test_labels: torch.Tensor | None = None
+    # the best model's (logits, labels) on the test and val splits, for reports (single process only)
+    best_logits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     say: Callable[[str], None] = field(default=lambda _text: None, repr=False)  # a line to every on_message
 
@@ -52,7 +52,7 @@ class FitState:
     def release(self) -> None:
         """Drop the model, optimizer, data and logits (after a failure, to hand their memory back)."""
         self.prep = self.model = self.optimizer = self.scheduler = None
-        self.test_logits = self.test_labels = None
+        self.best_logits = {}
 
 
 class Callback:

@@ -394,14 +394,14 @@ def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, floa
 
 def _test_best(state: FitState, device: torch.device, amp: torch.dtype | None, ddp: distributed.Dist) -> float:
     """The best model by validation accuracy, on the test split it has never seen. In a single process its
-    logits are kept in ``state`` for the callbacks (a report, a model card)."""
+    test and validation logits are kept in ``state`` for the callbacks (the saved reports, a model card)."""
     cfg, model = state.cfg, state.model
     model.load_state_dict(ddp.from_main(state.run.load, "best")["state_dict"])
-    test_b = eval_batches(state.prep, "test")
-    if cfg.max_batches:
-        test_b.max_batches = cfg.max_batches
+    batches = {split: eval_batches(state.prep, split) for split in ("test", "val")}
+    for b in batches.values():
+        b.max_batches = cfg.max_batches  # 0: all
     if ddp.world > 1:
-        return ddp.evaluate(evaluate, model, test_b, device, amp, cfg.tta)[1]
-    logits, y = predict_logits(model, test_b, device, amp, cfg.tta)
-    state.test_logits, state.test_labels = logits, y
+        return ddp.evaluate(evaluate, model, batches["test"], device, amp, cfg.tta)[1]
+    state.best_logits = {split: predict_logits(model, b, device, amp, cfg.tta) for split, b in batches.items()}
+    logits, y = state.best_logits["test"]
     return float((logits.argmax(1) == y).float().mean()) if len(y) else 0.0

@@ -7,7 +7,7 @@ import pytest
 from app_util import chart_data, charts, digit_png, open_page, shown, texts
 
 from cnn_core.evaluation.predictor import Predictor
-from cnn_core.evaluation.reports import evaluate_run
+from cnn_core.evaluation.reports import run_report
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def test_two_runs_side_by_side(app_env):
     at = open_page("compare")
     assert at.multiselect(key="cmp_runs").value == ["digits-lenet", "digits-simple"]
     table = at.dataframe[0].value
-    a, b = (evaluate_run(n, "test", app_env) for n in ("digits-lenet", "digits-simple"))
+    a, b = (run_report(n, "test", app_env) for n in ("digits-lenet", "digits-simple"))
     assert list(table["run"]) == ["digits-lenet", "digits-simple"]
     assert table["test accuracy"].tolist() == pytest.approx([a["accuracy"], b["accuracy"]])
     assert table["macro-F1"].tolist() == pytest.approx([a["macro_f1"], b["macro_f1"]])
@@ -56,7 +56,7 @@ def test_one_photo_through_every_model_marks_agreement(app_env):
 
 
 def test_runs_with_different_classes_are_not_subtracted(app_env, monkeypatch):
-    real = evaluate_run
+    real = run_report
 
     def renamed(run, split="test", root=None, **kw):
         rep = real(run, split, root, **kw)
@@ -66,7 +66,7 @@ def test_runs_with_different_classes_are_not_subtracted(app_env, monkeypatch):
 
     from pages import ui
 
-    monkeypatch.setattr(ui, "evaluate_run", renamed)
+    monkeypatch.setattr(ui, "run_report", renamed)
     ui.evaluation.clear()  # st.cache_data is process-wide: earlier tests cached the real reports
     try:
         at = open_page("compare")
@@ -129,3 +129,19 @@ def test_models_that_know_different_classes_do_not_vote(runs, digits_run, tmp_pa
     assert not at.exception
     assert "know different classes" in texts(at) and "agree" not in texts(at)
     assert set(at.dataframe[-1].value["agrees"]) == {""}
+
+
+def test_demo_runs_are_compared_from_their_saved_reports_without_the_dataset(runs, no_data):
+    import shutil
+
+    from app_util import ROOT
+
+    for name in ("demo-cifar10-fast", "demo-cifar10-lenet5"):
+        shutil.copytree(ROOT / "checkpoints" / name, runs / name)
+    at = open_page("compare")
+    at.multiselect(key="cmp_runs").set_value(["demo-cifar10-fast", "demo-cifar10-lenet5"]).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert table["test accuracy"].tolist() == pytest.approx([0.8814, 0.6569])
+    assert table["macro-F1"].notna().all()
+    assert "Where two runs differ" in texts(at) and any("difference" in chart_data(c) for c in charts(at))

@@ -1,11 +1,11 @@
-"""The Evaluate page (AppTest): metrics from evaluate_run, the confusion matrix, per-class table, gallery."""
+"""The Evaluate page (AppTest): metrics from the run's saved report, the confusion matrix, per-class table, gallery."""
 
 from __future__ import annotations
 
 import pytest
-from app_util import chart_data, chart_spec, charts, marks, open_page, record_downloads, shown, texts
+from app_util import ROOT, chart_data, chart_spec, charts, marks, open_page, record_downloads, shown, texts
 
-from cnn_core.evaluation.reports import evaluate_run
+from cnn_core.evaluation.reports import run_report
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def app_env(app_root, monkeypatch):
 def test_evaluate_shows_the_runs_metrics_matrix_and_table(app_env):
     at = open_page("evaluate")
     assert at.selectbox(key="ev_run").value == "digits-lenet"  # newest usable run is the default
-    rep = evaluate_run("digits-lenet", "test", app_env)
+    rep = run_report("digits-lenet", "test", app_env)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy"] == f"{rep['accuracy']:.1%}"
     assert metrics["Macro-F1"] == f"{rep['macro_f1']:.3f}"
@@ -42,7 +42,7 @@ def test_evaluate_shows_the_runs_metrics_matrix_and_table(app_env):
 
 def test_picking_a_cell_shows_those_test_images_most_confident_first(app_env):
     at = open_page("evaluate")
-    rep = evaluate_run("digits-lenet", "test", app_env)
+    rep = run_report("digits-lenet", "test", app_env)
     at.selectbox(key="ev_true_digits-lenet").set_value("3").run()
     at.selectbox(key="ev_pred_digits-lenet").set_value("3").run()
     gallery = at.get("image")[-1]
@@ -121,3 +121,25 @@ def test_missing_onnx_packages_are_said_in_one_line(own_run, monkeypatch):
     assert not at.exception and at.button(key="ev_export_onnx").disabled and not at.button(key="ev_export_pt2").disabled
     said = [shown(c) for c in at.caption if "onnxscript" in c.value]
     assert said == ["Needs onnxscript: `.venv/bin/pip install onnx onnxscript onnxruntime` (into the project's venv)."]
+
+
+def test_a_demo_run_is_evaluated_from_its_saved_report_without_the_dataset(runs, no_data):
+    import json
+    import shutil
+
+    shutil.copytree(ROOT / "checkpoints" / "demo-mnist-lenet5", runs / "demo-mnist-lenet5")
+    at = open_page("evaluate")
+    saved = json.loads((runs / "demo-mnist-lenet5" / "report-test.json").read_text())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy"] == "98.9%" == f"{saved['accuracy']:.1%}" and metrics["Images"] == "10,000"
+    assert not at.error
+    notes = [shown(i) for i in at.info]
+    assert len(notes) == 1 and notes[0].startswith("No images: dataset mnist is not in") and "\n" not in notes[0]
+    assert "image(s) of **" in "\n".join(c.value for c in at.caption)  # the counts still come from the report
+    assert "Per class" in texts(at) and len(at.dataframe[0].value) == 10
+    assert list(at.dataframe[0].value) == ["class", "precision", "recall", "f1", "support"]
+    assert list(at.dataframe[1].value) == ["true", "predicted", "count"]  # most confused pairs
+    at.segmented_control(key="ev_split").set_value("val").run()  # the validation report too
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Images"] == "6,000"
+    assert list(no_data.iterdir()) == []

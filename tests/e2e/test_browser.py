@@ -133,6 +133,7 @@ def test_predict_an_uploaded_photo(server, page, tmp_path):
 
 def test_evaluate_shows_the_confusion_matrix_and_table(server, page):
     page.goto(f"{server}/evaluate")
+    page.get_by_role("heading", name="Evaluate").wait_for()  # a fresh server's first visit goes via the router
     settle(page)
     assert page.get_by_text("Accuracy", exact=True).is_visible()
     matrix = page.locator('[data-testid="stVegaLiteChart"]').first
@@ -142,19 +143,23 @@ def test_evaluate_shows_the_confusion_matrix_and_table(server, page):
     table = page.locator('[data-testid="stDataFrame"]').first
     assert table.is_visible()
     assert page.get_by_role("heading", name="Per class").is_visible()
-    # click a cell: find one by its tooltip, then its images are listed below
-    matrix.scroll_into_view_if_needed()
-    box = matrix.bounding_box()
-    x, y = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
-    page.mouse.move(x, y)
-    page.locator("#vg-tooltip-element").wait_for(state="visible")
-    tip = re.search(r"true\s+(\S+)\s+predicted\s+(\S+)", page.locator("#vg-tooltip-element").inner_text())
-    assert tip, "no tooltip over the matrix"
-    page.mouse.click(x, y)
-    page.get_by_text(f"image(s) of {tip[1]} predicted as {tip[2]}").wait_for()
+    click_a_cell(page, matrix).wait_for()
     settle(page)
     no_error_boxes(page)
     shoot(page, "evaluate")
+
+
+def click_a_cell(pg, matrix):
+    """Click a cell of the confusion matrix, found by its tooltip; returns the caption of its images."""
+    matrix.scroll_into_view_if_needed()
+    box = matrix.bounding_box()
+    x, y = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6
+    pg.mouse.move(x, y)
+    pg.locator("#vg-tooltip-element").wait_for(state="visible")
+    tip = re.search(r"true\s+(\S+)\s+predicted\s+(\S+)", pg.locator("#vg-tooltip-element").inner_text())
+    assert tip, "no tooltip over the matrix"
+    pg.mouse.click(x, y)
+    return pg.get_by_text(f"image(s) of {tip[1]} predicted as {tip[2]}")
 
 
 def test_train_a_tiny_run_and_see_it_finish(server, page):
@@ -355,3 +360,42 @@ def test_an_operator_and_a_visitor_see_what_each_may_do(e2e_root, browser, monke
         finally:
             operator.context.close()
             visitor.context.close()
+
+
+def test_evaluate_a_demo_run_without_the_datasets_and_its_gallery_follows_a_click(browser, tmp_path, monkeypatch):
+    """A fresh clone without the course datasets: Evaluate reads the demo run's saved report (accuracy, matrix,
+    table), says in one line that the images need the data, and shows no error. On a phone, a clicked cell's
+    gallery starts right under the matrix, not below the per-class tables."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "checkpoints", root)
+    for p in root.rglob("*"):  # a checkout gives every file the time of the checkout
+        p.touch()
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("CNN_DATA_DIR", str(empty))
+    with serve(root, ARTIFACTS / "e2e-no-data.log") as url:
+        for pg in (new_page(browser, viewport=DESKTOP),
+                   new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)):
+            try:
+                pg.goto(f"{url}/evaluate")
+                pg.get_by_role("heading", name="Evaluate").wait_for()  # the first visit goes via the router
+                settle(pg)
+                choose(pg, "Run", "demo-mnist-lenet5")
+                settle(pg)
+                assert pg.locator('[data-testid="stMetricValue"]').first.inner_text() == "98.9%"
+                note = pg.locator('[data-testid="stAlertContentInfo"]')
+                assert note.count() == 1 and "No images: dataset mnist is not in" in note.inner_text()
+                assert pg.locator('[data-testid="stAlertContentError"]').count() == 0
+                no_error_boxes(pg)
+
+                matrix = pg.locator('[data-testid="stVegaLiteChart"]').first
+                caption = click_a_cell(pg, matrix)
+                caption.wait_for()
+                settle(pg)
+                box = matrix.bounding_box()
+                below = caption.bounding_box()["y"] - (box["y"] + box["height"])
+                assert 0 < below < 400, f"the gallery starts {below:.0f} px below the matrix"
+                no_error_boxes(pg)
+                shoot(pg, "evaluate-no-data")
+            finally:
+                pg.context.close()
