@@ -24,6 +24,16 @@ from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def digits_run(digits_run, tmp_path_factory) -> Path:
+    """A copy of the shared finished run: exports add files, which tests reading the original must not find."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("export-runs") / digits_run.name
+    shutil.copytree(digits_run, copy)
+    return copy
+
+
 def _real_batch(run_dir: Path) -> np.ndarray:
     """Five real test images, preprocessed exactly as training and evaluation do: (5, C, H, W) float32."""
     prep = prepare_data(TrainConfig.from_dict(read_json(run_dir / "config.json")))
