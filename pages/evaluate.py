@@ -5,16 +5,91 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from cnn_core.core.errors import CnnError, DataError
 from cnn_core.evaluation import export
 from cnn_core.evaluation.modelcard import read_model_card
-from cnn_core.runs.rundir import list_runs
+from cnn_core.evaluation.reports import top_losses
+from cnn_core.runs.rundir import RunInfo, list_runs
 from pages import ui
 
 ui.require_router(__file__)  # before anything else: see ui.require_router
 
-GALLERY = 24  # images shown for one cell, the most confident first
+GALLERY = 24  # images shown for one cell, the most confident first; and top losses
+
+
+def cell_images(rep: dict, split: str, key_t: str, key_p: str) -> tuple[np.ndarray, list[str], list[int]]:
+    """The picked cell's images, the most confident first, their captions and predictions (the pickers drawn
+    here)."""
+    classes = rep["classes"]
+    a, b = st.columns(2)
+    true_c = a.selectbox("True class", classes, key=key_t)
+    pred_c = b.selectbox("Predicted as", classes, key=key_p)
+    y_true, y_pred = np.asarray(rep["y_true"]), np.asarray(rep["y_pred"])
+    conf = np.asarray(rep["confidence"])
+    ti, pi = classes.index(true_c), classes.index(pred_c)
+    idx = np.flatnonzero((y_true == ti) & (y_pred == pi))
+    idx = idx[np.argsort(-conf[idx], kind="stable")][:GALLERY]
+    verdict = "correct" if ti == pi else "mistakes"
+    st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{ui.esc(true_c)}** predicted "
+               f"as **{ui.esc(pred_c)}** ({verdict}); the most confident first"
+               + (f", first {GALLERY} shown." if len(idx) == GALLERY else "."))
+    return idx, [f"{conf[i]:.0%} sure" for i in idx], rep["y_pred"]
+
+
+def top_loss_images(run: RunInfo, split: str) -> tuple[np.ndarray, list[str], list[int]]:
+    """Across every class, the images with the highest loss, "true → predicted, p" captions, predictions."""
+    try:
+        full = ui.loss_evaluation(run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split)
+    except CnnError as e:
+        st.error(f"The losses could not be read: {ui.esc(e)}")
+        return np.zeros(0, int), [], []
+    classes, y_true, y_pred = full["classes"], full["y_true"], full["y_pred"]
+    order = top_losses(full, GALLERY)
+    if order is None:  # a report saved before reports kept p(true class), and no dataset to evaluate it again
+        conf = np.asarray(full["confidence"])
+        wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
+        idx = wrong[np.argsort(-conf[wrong], kind="stable")][:GALLERY]
+        st.caption("This run's saved report predates losses and its dataset is not here to evaluate it again: "
+                   "the most confident mistakes instead.")
+        return (idx, [f"{name(classes[y_true[i]])} → {name(classes[y_pred[i]])}, {conf[i]:.0%} sure" for i in idx],
+                y_pred)
+    p = full["true_probability"]
+    st.caption(f"The {len(order)} {split} images with the highest loss (-log p of the true class), every class: "
+               "true → predicted, and the probability the model gave the true class.")
+    return (np.asarray(order, int), [f"{name(classes[y_true[i]])} → {name(classes[y_pred[i]])}, {chance(p[i])}"
+                                     for i in order], y_pred)
+
+
+def name(label: str) -> str:
+    """A class name inside a (markdown) caption, shown as itself and kept short."""
+    return ui.esc(label if len(label) <= 14 else label[:13] + "…")
+
+
+def chance(p: float) -> str:
+    return f"p {p:.1%}" if p >= 0.001 else "p < 0.1%"
+
+
+def gallery(run: RunInfo, split: str, idx: np.ndarray, captions: list[str], y_pred: list[int], heat: bool
+            ) -> None:
+    """The images (each beside its heatmap when ``heat``), captioned; the one-line note when the data is not here."""
+    if not len(idx):
+        return
+    key = (run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split, tuple(int(i) for i in idx))
+    try:
+        if heat:
+            pics = [Image.fromarray(p) for p in ui.heatmaps_of(*key, tuple(int(y_pred[i]) for i in idx))]
+        else:
+            pics = [ui.tile(pic) for pic in ui.images_of(*key)]
+    except DataError as e:  # the rest of the page comes from the run's saved report: only this needs the data
+        st.info(f"No images: {ui.esc(e)}.", icon=":material/image_not_supported:")
+        return
+    except CnnError as e:
+        st.error(f"The images could not be loaded: {ui.esc(e)}")
+        return
+    # one call: the browser wraps the pictures into rows, several across on a laptop and two or three on a phone
+    st.image(pics, caption=captions[:len(pics)], width=136 if heat else 104)
 
 st.title("Evaluate")
 runs = list_runs(ui.root())
@@ -57,36 +132,25 @@ with matrix_col:
         st.session_state.ev_last_click = (picked["true"], picked["predicted"])
         if picked["true"] in classes and picked["predicted"] in classes:
             st.session_state[key_t], st.session_state[key_p] = picked["true"], picked["predicted"]
+            st.session_state.ev_view = "cell"
     if key_t not in st.session_state:
         worst = rep["most_confused"][0] if rep["most_confused"] else {"true": classes[0], "predicted": classes[0]}
         st.session_state[key_t], st.session_state[key_p] = worst["true"], worst["predicted"]
 
     st.subheader("Images")
-    a, b = st.columns(2)
-    true_c = a.selectbox("True class", classes, key=key_t)
-    pred_c = b.selectbox("Predicted as", classes, key=key_p)
-    y_true, y_pred = np.asarray(rep["y_true"]), np.asarray(rep["y_pred"])
-    conf = np.asarray(rep["confidence"])
-    ti, pi = classes.index(true_c), classes.index(pred_c)
-    idx = np.flatnonzero((y_true == ti) & (y_pred == pi))
-    idx = idx[np.argsort(-conf[idx], kind="stable")][:GALLERY]
-    verdict = "correct" if ti == pi else "mistakes"
-    st.caption(f"{int(((y_true == ti) & (y_pred == pi)).sum())} {split} image(s) of **{ui.esc(true_c)}** predicted "
-               f"as **{ui.esc(pred_c)}** ({verdict}); the most confident first"
-               + (f", first {GALLERY} shown." if len(idx) == GALLERY else "."))
-    if len(idx):
-        try:
-            pics = ui.images_of(run.name, str(ui.root()), ui.checkpoint_mtime(run.path), split,
-                                tuple(int(i) for i in idx))
-        except DataError as e:  # the rest of the page comes from the run's saved report: only this needs the data
-            st.info(f"No images: {ui.esc(e)}.", icon=":material/image_not_supported:")
-            pics = []
-        except CnnError as e:
-            st.error(f"The images could not be loaded: {ui.esc(e)}")
-            pics = []
-        # one call: the browser wraps the pictures into rows, several across on a laptop and three on a phone
-        st.image([ui.tile(pic) for pic in pics], caption=[f"{conf[i]:.0%} sure" for i in idx[:len(pics)]],
-                 width=104)
+    view = st.segmented_control(
+        "Show", ["cell", "losses"], key="ev_view", default="cell", required=True,
+        format_func=lambda v: {"cell": "one cell", "losses": "top losses"}[v],
+        help="One cell of the matrix, the most confident first; or the top losses: across every class, the "
+             "images the model is most confidently wrong about (the highest loss, -log p(true class)).")
+    heat = st.toggle("Show heatmaps", key="ev_heat",
+                     help="Beside each image, where the model found its evidence for what it said (Grad-CAM of "
+                          "the predicted class: brighter is stronger evidence).")
+    if view == "losses":
+        idx, captions, y_pred = top_loss_images(run, split or "test")
+    else:
+        idx, captions, y_pred = cell_images(rep, split or "test", key_t, key_p)
+    gallery(run, split or "test", idx, captions, y_pred, heat)
 with table_col:
     st.subheader("Per class")
     per = pd.DataFrame(rep["per_class"])

@@ -23,6 +23,7 @@ from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
+from cnn_core.evaluation.explain import explain, grad_cam, overlay
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
@@ -331,6 +332,40 @@ def images_of(run: str, runs_root: str, mtime: float, split: str, indices: tuple
     return split_images(run, split, list(indices), runs_root)
 
 
+@st.cache_data(max_entries=32, show_spinner="Reading the run's losses…")
+def loss_evaluation(run: str, runs_root: str, mtime: float, split: str = "test") -> dict[str, Any]:
+    """The run's report with p(true class) per image: an older saved report is evaluated again when the data is
+    here (see run_report's ``with_losses``)."""
+    return run_report(run, split, runs_root, with_losses=True)
+
+
+@st.cache_data(max_entries=64, show_spinner="Drawing the heatmaps…")
+def heatmaps_of(run: str, runs_root: str, mtime: float, split: str, indices: tuple[int, ...],
+                targets: tuple[int, ...], side: int = 64) -> list[np.ndarray]:
+    """Gallery pictures with their heatmaps: each split image (enlarged to about ``side``) beside Grad-CAM for
+    its class in ``targets`` (the report's prediction) over it."""
+    pred = predictor(run, runs_root, mtime)
+    out = []
+    for pic, target in zip(images_of(run, runs_root, mtime, split, indices), targets):
+        im = Image.fromarray(pic)
+        big = enlarge(im, side).convert("RGB")
+        out.append(np.asarray(side_by_side([big, overlay(big, grad_cam(pred, im, target).map)])))
+    return out
+
+
+@st.cache_data(max_entries=64, show_spinner="Looking inside the model…")
+def explained(run: str, runs_root: str, mtime: float, digest: str, _data: bytes, target: str | None = None
+              ) -> dict[str, Any]:
+    """What the Why? and Inside views show of one photo (cached by the photo's ``digest``, not its bytes):
+    the heatmap of ``target`` (default: the top class) over the photo and over the model's view, predict's top
+    classes, each stage's strongest maps and the first layer's filters."""
+    ex = explain(predictor(run, runs_root, mtime), _data, target, k=8, top=10)
+    return {"label": ex.heatmap.label, "probability": ex.heatmap.probability, "grid": ex.heatmap.grid,
+            **ex.overlays(DISPLAY_SIDE // 2, 224), "input": enlarge(ex.view, 160), "top_k": ex.top_k,
+            "stages": [{"name": s.name, "shape": s.shape, "grid": s.grid()} for s in ex.stages],
+            "filters": ex.filters}
+
+
 def load_predictor(run: RunInfo) -> Predictor | None:
     """The run's predictor, or an error on the page (and None) when its checkpoint is unusable."""
     try:
@@ -361,6 +396,17 @@ def tile(im: Image.Image | np.ndarray, side: int = 96, gap: int = 4) -> Image.Im
     """A gallery picture: enlarged, with a white margin so that a row of them does not read as one image."""
     big = enlarge(im, side).convert("RGB")
     return ImageOps.expand(big, border=gap, fill="white")
+
+
+def side_by_side(images: Sequence[Image.Image], gap: int = 2) -> Image.Image:
+    """Pictures of one height in a row, a white gap between them, inside a white margin (as ``tile``)."""
+    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1), max(im.height for im in images)),
+                    "white")
+    x = 0
+    for im in images:
+        out.paste(im.convert("RGB"), (x, 0))
+        x += im.width + gap
+    return ImageOps.expand(out, border=4, fill="white")
 
 
 def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:

@@ -1,9 +1,10 @@
 """Evaluating a run: a checkpoint's classification report on its own test or validation split, with per-image
-predictions and confidences for galleries.
+predictions, confidences and the probability of the true class (whose -log is the image's loss: "top losses")
+for galleries.
 
 A run keeps its reports (``report-test.json``, ``report-val.json``, written when training ends), so a page or
 the CLI reads them instantly and without the dataset; ``run_report`` recomputes one only when its checkpoint
-changed since (a resumed run). A report of 10,000 test images is about 110 KB.
+changed since (a resumed run). A report of 10,000 test images is about 170 KB.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from .metrics import classification_report, most_confused
 
 SPLITS = tuple(RunDir.REPORTS)  # test, val
 CONFIDENCE_DIGITS = 4  # enough to order a gallery; 70 of a 10,000-image report's 110 KB
+# significant digits of p(true class): a confidently wrong image's p is 1e-6 or less, which decimals would
+# round to 0, losing the very order "top losses" shows
+TRUE_DIGITS = 3
+P_FLOOR = 1e-30  # a p that underflowed to 0 still has a finite loss (69)
 SAVED_KEYS = ("split", "checkpoint", "epoch", "checkpoint_mtime", "accuracy", "macro_f1", "confusion_matrix",
               "per_class", "classes", "count", "most_confused", "y_true", "y_pred", "confidence")
 
@@ -71,8 +76,23 @@ def split_report(logits: torch.Tensor, y: torch.Tensor, classes: list[str], **ab
     report = classification_report(y.numpy(), pred, classes)
     report.update(about, most_confused=most_confused(report["confusion_matrix"], classes),
                   y_true=y.numpy().tolist(), y_pred=pred.tolist(),
-                  confidence=[round(float(v), CONFIDENCE_DIGITS) for v in probs.max(1)])
+                  confidence=[round(float(v), CONFIDENCE_DIGITS) for v in probs.max(1)],
+                  true_probability=[float(f"{v:.{TRUE_DIGITS}g}") for v in probs[np.arange(len(pred)), y.numpy()]])
     return report
+
+
+def losses(report: dict[str, Any]) -> np.ndarray | None:
+    """Each image's loss, -log p(true class), from a report; None for one saved before reports kept it."""
+    p = report.get("true_probability")
+    if p is None:
+        return None
+    return -np.log(np.clip(np.asarray(p, np.float64), P_FLOOR, 1.0))
+
+
+def top_losses(report: dict[str, Any], n: int) -> list[int] | None:
+    """The ``n`` images the model is most confidently wrong about (highest loss first), as split indices."""
+    loss = losses(report)
+    return None if loss is None else np.argsort(-loss, kind="stable")[:n].tolist()
 
 
 def checkpoint_stamp(path: Path) -> dict[str, Any]:
@@ -100,12 +120,15 @@ def saved_report(run: str | os.PathLike | RunDir, split: str = "test", root: str
 
 
 def run_report(run: str | os.PathLike | RunDir, split: str = "test", root: str | os.PathLike | None = None,
-               data_dir: str | os.PathLike | None = None, prep: Prepared | None = None) -> dict[str, Any]:
+               data_dir: str | os.PathLike | None = None, prep: Prepared | None = None, with_losses: bool = False
+               ) -> dict[str, Any]:
     """The run's report of ``split``: the saved one when it is of the current checkpoint (no dataset needed),
-    else evaluated afresh and saved for next time. What Evaluate, Compare, the CLI and the model card show."""
+    else evaluated afresh and saved for next time. What Evaluate, Compare, the CLI and the model card show.
+    ``with_losses``: a saved report from before reports kept p(true class) is evaluated again when the dataset
+    is here (without it, it is returned as it is: ``losses`` says None)."""
     run_dir = RunDir.resolve(run, root)
     rep = saved_report(run_dir, split)
-    if rep is not None:
+    if rep is not None and not (with_losses and "true_probability" not in rep and _data_here(run_dir, data_dir)):
         return rep
     rep = evaluate_run(run_dir, split, data_dir=data_dir, prep=prep)
     try:
@@ -115,13 +138,17 @@ def run_report(run: str | os.PathLike | RunDir, split: str = "test", root: str |
     return rep
 
 
+def _data_here(run_dir: RunDir, data_dir: str | os.PathLike | None) -> bool:
+    return dataset_present(TrainConfig.from_dict(run_dir.config()).dataset, data_dir)
+
+
 def split_images(run: str | os.PathLike | RunDir, split: str, indices: list[int], root: str | os.PathLike | None = None,
                  data_dir: str | os.PathLike | None = None) -> list[np.ndarray]:
     """The uint8 (H, W, C) images at ``indices`` of a run's split, for a gallery. A dataset that is not here is
     a DataError at once (a gallery never starts a download)."""
     run_dir = RunDir.resolve(run, root)
     cfg = TrainConfig.from_dict(run_dir.config())
-    if not dataset_present(cfg.dataset, data_dir):
+    if not _data_here(run_dir, data_dir):
         raise DataError(f"dataset {cfg.dataset} is not in {default_data_dir(data_dir)}; put it there (or set "
                         "CNN_DATA_DIR) to see the images")
     x, _ = prepare_data(cfg, data_dir, split_file=run_dir.file(RunDir.SPLIT)).split(split)

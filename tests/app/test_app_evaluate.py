@@ -143,3 +143,85 @@ def test_a_demo_run_is_evaluated_from_its_saved_report_without_the_dataset(runs,
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Images"] == "6,000"
     assert list(no_data.iterdir()) == []
+
+
+def gallery_of(at):
+    return at.get("image")[-1]
+
+
+def test_the_heatmap_toggle_shows_each_gallery_image_beside_its_heatmap(app_env):
+    from pages import ui
+
+    at = open_page("evaluate")
+    rep = run_report("digits-lenet", "test", app_env)
+    at.selectbox(key="ev_true_digits-lenet").set_value("3").run()
+    at.selectbox(key="ev_pred_digits-lenet").set_value("3").run()
+    plain = gallery_of(at)
+    at.toggle(key="ev_heat").set_value(True).run()
+    assert not at.exception and not at.error
+    shown_now = gallery_of(at)
+    n = sum(t == p == 3 for t, p in zip(rep["y_true"], rep["y_pred"]))
+    assert len(shown_now.value) == len(plain.value) == min(n, 24) > 0
+    assert shown_now.captions == plain.captions and set(shown_now.value).isdisjoint(plain.value)  # other pictures
+    pairs = ui.heatmaps_of("digits-lenet", str(app_env), ui.checkpoint_mtime(app_env / "digits-lenet"), "test",
+                           (0,), (rep["y_pred"][0],))
+    pair = pairs[0]  # (H, W, 3): the image, then its heatmap in colour, side by side
+    half = (pair.shape[1] - 8 - 2) // 2
+    left, right = pair[4:-4, 4:4 + half], pair[4:-4, -4 - half:-4]
+    assert pair.shape[1] > 1.8 * pair.shape[0] and (left[..., 0] == left[..., 2]).all()  # the digit is gray
+    assert not (right[..., 0] == right[..., 2]).all()  # the heatmap is not
+
+
+def test_top_losses_show_the_highest_loss_images_of_every_class_first(app_env):
+    import numpy as np
+
+    at = open_page("evaluate")
+    at.segmented_control(key="ev_view").set_value("losses").run()
+    assert not at.exception and not at.error
+    rep = run_report("digits-lenet", "test", app_env)
+    loss = -np.log(np.clip(np.asarray(rep["true_probability"]), 1e-30, 1))
+    order = np.argsort(-loss, kind="stable")[:24]
+    assert loss[order[0]] > loss[order[-1]] and len({rep["y_true"][i] for i in order}) > 1  # not one cell
+    want = [f"{rep['classes'][rep['y_true'][i]]} → {rep['classes'][rep['y_pred'][i]]}, " +
+            (f"p {rep['true_probability'][i]:.1%}" if rep["true_probability"][i] >= 0.001 else "p < 0.1%")
+            for i in order]
+    assert [shown_caption(c) for c in gallery_of(at).captions] == want
+    at.toggle(key="ev_heat").set_value(True).run()
+    assert not at.exception and len(gallery_of(at).value) == 24
+
+
+def shown_caption(text):
+    from app_util import _ESCAPED
+
+    return _ESCAPED.sub(r"\1", text)
+
+
+def test_top_losses_of_a_report_saved_before_losses_and_without_data_fall_back_in_one_line(runs, no_data):
+    import json
+    import shutil
+
+    shutil.copytree(ROOT / "checkpoints" / "demo-mnist-lenet5", runs / "demo-mnist-lenet5")
+    path = runs / "demo-mnist-lenet5" / "report-test.json"
+    rep = json.loads(path.read_text())
+    del rep["true_probability"]
+    path.write_text(json.dumps(rep))
+    at = open_page("evaluate")
+    at.segmented_control(key="ev_view").set_value("losses").run()
+    at.toggle(key="ev_heat").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any("predates losses" in shown(c) and "most confident mistakes instead" in shown(c) for c in at.caption)
+    notes = [shown(i) for i in at.info]
+    assert len(notes) == 1 and notes[0].startswith("No images: dataset mnist is not in")
+
+
+def test_a_demos_top_losses_come_from_its_saved_report_without_the_dataset(runs, no_data):
+    import shutil
+
+    shutil.copytree(ROOT / "checkpoints" / "demo-mnist-lenet5", runs / "demo-mnist-lenet5")
+    at = open_page("evaluate")
+    at.segmented_control(key="ev_view").set_value("losses").run()
+    at.toggle(key="ev_heat").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any("highest loss" in shown(c) for c in at.caption)
+    notes = [shown(i) for i in at.info]
+    assert len(notes) == 1 and notes[0].startswith("No images: dataset mnist is not in") and "\n" not in notes[0]

@@ -15,7 +15,16 @@ import pytest
 from PIL import Image
 
 from cnn_core.core.errors import DataError
-from cnn_core.evaluation.reports import SAVED_KEYS, evaluate_run, run_report, saved_report, split_images
+from cnn_core.evaluation.reports import (
+    SAVED_KEYS,
+    evaluate_run,
+    losses,
+    run_report,
+    saved_report,
+    split_images,
+    split_report,
+    top_losses,
+)
 from cnn_core.runs.checkpoint import load_checkpoint
 from cnn_core.runs.rundir import RunDir
 
@@ -151,6 +160,38 @@ def test_the_demo_runs_ship_their_reports(tmp_path, run_name, accuracy):
         assert rep["run"] == run_name and rep["split"] == split and rep["count"] >= 2000
         if split == "test":
             assert rep["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+        saved = json.loads((tmp_path / "ck" / run_name / RunDir.REPORTS[split]).read_text())
+        assert len(saved["true_probability"]) == rep["count"]  # top losses work without the dataset
     assert list(empty.iterdir()) == []
     size = sum((tmp_path / "ck" / run_name / f).stat().st_size for f in RunDir.REPORTS.values())
     assert size < 400_000
+
+
+def test_each_images_loss_is_minus_log_of_its_true_class_probability_and_top_losses_order_by_it():
+    import torch
+
+    logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 30.0, 0.0], [1.0, 1.1, 0.0], [0.0, 0.0, 2.0]])
+    y = torch.tensor([0, 0, 1, 2])  # image 1: confidently wrong (p(true) about 1e-13, which decimals make 0)
+    rep = split_report(logits, y, ["a", "b", "c"])
+    p_true = torch.softmax(logits, 1)[torch.arange(4), y].numpy()
+    assert rep["true_probability"] == pytest.approx(p_true.tolist(), rel=1e-2)
+    assert rep["true_probability"][1] > 0
+    assert losses(rep) == pytest.approx(-np.log(p_true), rel=1e-2)
+    assert top_losses(rep, 3) == [1, 2, 3] and top_losses(rep, 10) == [1, 2, 3, 0]
+    old = {k: v for k, v in rep.items() if k != "true_probability"}
+    assert losses(old) is None and top_losses(old, 3) is None
+
+
+def test_a_report_saved_before_losses_is_evaluated_again_for_them_only_when_the_data_is_here(run, monkeypatch):
+    from cnn_core.evaluation import reports
+
+    path = run.file(RunDir.REPORTS["test"])
+    old = {k: v for k, v in json.loads(path.read_text()).items() if k != "true_probability"}
+    path.write_text(json.dumps(old))
+    assert "true_probability" not in run_report(run, "test")  # what Evaluate and Compare read: as saved
+    with monkeypatch.context() as m:  # digits is bundled: pretend it is a course dataset that is not here
+        m.setattr(reports, "dataset_present", lambda *_: False)
+        assert "true_probability" not in run_report(run, "test", with_losses=True)  # as saved
+    rep = run_report(run, "test", with_losses=True)  # digits is bundled: evaluated again, and saved
+    assert len(rep["true_probability"]) == rep["count"] == 360 and rep["y_true"] == old["y_true"]
+    assert json.loads(path.read_text())["true_probability"] == rep["true_probability"]
