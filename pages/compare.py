@@ -145,3 +145,11 @@ if photo is not None:
                             hide_index=True, width="stretch",
                             column_config={"probability": st.column_config.ProgressColumn(
                                 format="percent", min_value=0, max_value=1)})
+        st.markdown("**Where each model looks**")
+        st.caption("Each model's heatmap (Grad-CAM) for its own answer, over the photo as that model sees it: "
+                   "bright is where its evidence lies. Two models can be right for different reasons.")
+        views = [(a["run"], ui.explanation(by_name[a["run"]], photo.getvalue())) for a in answers]
+        views = [(name, ex) for name, ex in views if ex is not None]
+        # one call: side by side on a laptop, two across on a phone
+        st.image([ex["view"] for _, ex in views], width=168,
+                 caption=[f"{ui.esc(name)}: {ui.esc(ex['label'])} {ex['probability']:.0%}" for name, ex in views])

@@ -5,6 +5,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import sys
@@ -372,6 +373,16 @@ def load_predictor(run: RunInfo) -> Predictor | None:
         return predictor(run.name, str(root()), checkpoint_mtime(run.path))
     except CnnError as e:
         st.error(f"Run **{esc(run.name)}** cannot be used: {esc(e)}")
+        return None
+
+
+def explanation(run: RunInfo, data: bytes, target: str | None = None) -> dict[str, Any] | None:
+    """``explained`` for a run and a photo's bytes (cached by their digest), or a one-line error and None."""
+    try:
+        return explained(run.name, str(root()), checkpoint_mtime(run.path), hashlib.sha256(data).hexdigest(), data,
+                         target)
+    except CnnError as e:
+        st.error(f"Run **{esc(run.name)}** cannot explain this photo: {esc(e)}")
         return None
 
 

@@ -145,3 +145,25 @@ def test_demo_runs_are_compared_from_their_saved_reports_without_the_dataset(run
     assert table["test accuracy"].tolist() == pytest.approx([0.8814, 0.6569])
     assert table["macro-F1"].notna().all()
     assert "Where two runs differ" in texts(at) and any("difference" in chart_data(c) for c in charts(at))
+
+
+def test_one_photo_shows_each_models_heatmap_side_by_side(app_env, no_data):
+    from cnn_core.evaluation.explain import grad_cam
+
+    at = open_page("compare")
+    digit, _ = digit_png(7)
+    at.file_uploader(key="cmp_photo").set_value(("digit.png", digit, "image/png")).run()
+    assert not at.exception and not at.error
+    assert "Where each model looks" in texts(at)
+    heat = at.get("image")[-1]
+    assert len(heat.value) == 2 and len(set(heat.value)) == 2  # one heatmap per model, and they differ
+    for name, caption in zip(("digits-lenet", "digits-simple"), heat.captions):
+        p = Predictor.from_run(name, app_env)
+        h = grad_cam(p, p.load(digit))
+        assert shown_text(caption) == f"{name}: {h.label} {h.probability:.0%}"
+
+
+def shown_text(markdown):
+    from app_util import _ESCAPED
+
+    return _ESCAPED.sub(r"\1", markdown)
