@@ -109,6 +109,7 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
     (``should_stop``), asked on every process."""
     set_threads()
     ddp = distributed.setup()  # started by torchrun: join its process group; otherwise a single process
+    before = _finished_files(resume, root) if resume and epochs is not None and ddp.is_main else None
     if resume or prepared:
         run, cfg, last = ddp.from_main(_open_existing, resume or prepared, root, bool(resume), epochs)
     elif epochs is not None:
@@ -147,10 +148,12 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
     except CnnError as e:
         emit("on_exception", "failed", str(e))
         _forget_a_failed_start(state, ddp, new=not (resume or prepared))
+        _undo_a_failed_extension(state, before, str(e))
         raise
     except BaseException as e:
         emit("on_exception", "failed", f"{type(e).__name__}: {e}"[:300])
         _forget_a_failed_start(state, ddp, new=not (resume or prepared))
+        _undo_a_failed_extension(state, before, f"{type(e).__name__}: {e}"[:300])
         raise
     state.release()  # this frame outlives the error (its traceback): it must not keep the failed run's tensors
     gc.collect()  # the model, optimizer and batches of the failed run are unreachable now; hand memory back
@@ -167,6 +170,25 @@ def _forget_a_failed_start(state: FitState, ddp: distributed.Dist, new: bool) ->
     first batch) leaves no folder behind either: a runs list of empty failures helps nobody."""
     if new and ddp.is_main and state.run is not None and state.epoch == 0:
         state.run.discard_unstarted()
+
+
+def _finished_files(resume: str | os.PathLike, root: str | os.PathLike | None) -> tuple[dict, dict] | None:
+    """A finished run's config and status before it is trained further, to put back if that fails to start."""
+    try:
+        run = RunDir.resolve(resume, root)
+    except CnnError:
+        return None  # _open_existing says why, in its own words
+    return (run.config(), run.status()) if run.state() in FINISHED else None
+
+
+def _undo_a_failed_extension(state: FitState, before: tuple[dict, dict] | None, error: str) -> None:
+    """A finished run asked for more epochs that failed before the first of them started (its dataset gone, say)
+    stays the finished run it was, with its own epochs; the attempt is noted beside its status."""
+    if before is None or state.run is None or state.epoch > 0:
+        return
+    config, status = before
+    state.run.write_config(config)
+    state.run.final_status(**status, last_attempt=f"training further failed to start: {error}")
 
 
 def _checked_new(cfg: TrainConfig | None) -> TrainConfig:
