@@ -26,6 +26,7 @@ from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import evaluate_run, split_images
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
+from cnn_core.training.lr_curve import EXPLODE
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -452,6 +453,31 @@ def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
         tooltip=["run:N", "value:N", "metric:N", alt.Tooltip("accuracy:Q", format=".2%")])
     mean = base.mark_line(strokeDash=[4, 3]).encode(y=alt.Y("mean(accuracy):Q"))
     return alt.layer(points, mean).properties(height=260)
+
+
+def lr_chart(result: dict[str, Any]) -> alt.LayerChart:
+    """A learning-rate finder's curve (training.lr_curve.LrFindResult's fields) on a log rate axis: each batch's
+    loss as faint points, the smoothed loss as a line, the valley shaded and the suggested rate as a rule. The
+    loss axis stops at the explosion threshold: the blown-up losses would flatten everything else."""
+    df = pd.DataFrame({"learning rate": result["lrs"], "loss": result["losses"], "smoothed": result["smoothed"]})
+    low = float(df["smoothed"].min())
+    top = min(float(df["smoothed"].max()), EXPLODE * low)
+    x = alt.X("learning rate:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~e", tickCount=8))
+    y_scale = alt.Scale(domain=[min(low, float(df["loss"].min())) * 0.95, top * 1.05], clamp=True)
+    lo, hi = result["falling"]
+    marks = pd.DataFrame({"lo": [lo], "hi": [hi], "suggestion": [result["suggestion"]],
+                          "text": [f"suggested {result['suggestion']:.2g}"]})
+    valley = alt.Chart(marks).mark_rect(color=PALETTE[2], opacity=0.12).encode(x="lo:Q", x2="hi:Q")
+    raw = alt.Chart(df).mark_point(size=12, opacity=0.35, color=PALETTE[7], clip=True).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="training loss"),
+        tooltip=[alt.Tooltip("learning rate:Q", format=".2e"), alt.Tooltip("loss:Q", format=".4f")])
+    line = alt.Chart(df).mark_line(color=PALETTE[0], clip=True).encode(
+        x=x, y=alt.Y("smoothed:Q", scale=y_scale),
+        tooltip=[alt.Tooltip("learning rate:Q", format=".2e"), alt.Tooltip("smoothed:Q", format=".4f")])
+    rule = alt.Chart(marks).mark_rule(color=PALETTE[3], strokeWidth=2).encode(x="suggestion:Q")
+    label = alt.Chart(marks).mark_text(align="left", dx=4, dy=-6, color=PALETTE[3], baseline="top").encode(
+        x="suggestion:Q", y=alt.value(0), text="text:N")
+    return alt.layer(valley, raw, line, rule, label).properties(height=260)
 
 
 # -------------------------------------------------------------------------------------------- config widgets
