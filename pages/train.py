@@ -245,6 +245,8 @@ def lr_panel(job_id: str, cfg: TrainConfig) -> None:
                     else "Finding a learning rate: loading the data…")
     elif job.state == "finished" and job.result():
         lr_result(job.result(), cfg)
+    elif job.state == "cancelled":
+        st.info("The learning-rate finder was cancelled.")
     else:
         ui.error(f"The learning-rate finder {job.state.replace('_', ' ')}: {job.message or 'no message'}")
     if job.active and ui.may_cancel(job) and st.button("Cancel", key=f"tr_lrfind_cancel_{job.id}",

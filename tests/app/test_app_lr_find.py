@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-import pytest
 from app_util import chart_spec, charts, open_page, shown, texts
+from test_app_train import managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
 from cnn_core.jobs import manager as jobs
 from cnn_core.training.lr_curve import WHY, Smoother, suggest
@@ -34,22 +34,6 @@ def canned() -> dict:
             "notes": []}
 
 
-@pytest.fixture
-def use_manager(monkeypatch, runs):
-    """A private JobManager as the app's process-wide one, its processes replaced by ``command``."""
-    made: list[jobs.JobManager] = []
-
-    def make(command: list[str]) -> jobs.JobManager:
-        m = jobs.JobManager(command=command)
-        monkeypatch.setattr(jobs, "_MANAGER", m)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.shutdown(wait=30)
-
-
 def start_finder(at, manager: jobs.JobManager) -> jobs.Job:
     at.selectbox(key="tr_dataset").set_value("digits").run()
     at.selectbox(key="tr_model").set_value("lenet5").run()
@@ -61,10 +45,10 @@ def start_finder(at, manager: jobs.JobManager) -> jobs.Job:
     return job
 
 
-def test_find_shows_the_curve_and_use_this_rate_fills_the_form(use_manager, tmp_path):
+def test_find_shows_the_curve_and_use_this_rate_fills_the_form(managers, tmp_path):  # noqa: F811
     result = canned()
     (tmp_path / "result.json").write_text(json.dumps(result))
-    manager = use_manager([sys.executable, "-c", WRITE, str(tmp_path / "result.json")])
+    manager = managers([sys.executable, "-c", WRITE, str(tmp_path / "result.json")])
     at = open_page("train")
     job = start_finder(at, manager)
     assert job.state == "finished", job.message
@@ -85,8 +69,8 @@ def test_find_shows_the_curve_and_use_this_rate_fills_the_form(use_manager, tmp_
     assert any("Found for other settings" in shown(w) and "optimizer" in shown(w) for w in at.warning)
 
 
-def test_a_failed_finder_is_one_line(use_manager):
-    manager = use_manager([sys.executable, "-c", FAIL])
+def test_a_failed_finder_is_one_line(managers):  # noqa: F811
+    manager = managers([sys.executable, "-c", FAIL])
     at = open_page("train")
     job = start_finder(at, manager)
     assert job.state == "failed"
@@ -94,8 +78,8 @@ def test_a_failed_finder_is_one_line(use_manager):
     assert "The learning-rate finder failed: dataset digits has a bad day" in errors
 
 
-def test_early_stopping_is_in_sight_and_labelled(use_manager):
-    use_manager([sys.executable, "-c", "pass"])
+def test_early_stopping_is_in_sight_and_labelled(managers):  # noqa: F811
+    managers([sys.executable, "-c", "pass"])
     at = open_page("train")
     box = at.number_input(key="tr_patience")
     assert box.label.startswith("Early stopping") and box.value == 0
