@@ -5,6 +5,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import sys
@@ -457,27 +458,33 @@ def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
 
 def lr_chart(result: dict[str, Any]) -> alt.LayerChart:
     """A learning-rate finder's curve (training.lr_curve.LrFindResult's fields) on a log rate axis: each batch's
-    loss as faint points, the smoothed loss as a line, the valley shaded and the suggested rate as a rule. The
-    loss axis stops at the explosion threshold: the blown-up losses would flatten everything else."""
-    df = pd.DataFrame({"learning rate": result["lrs"], "loss": result["losses"], "smoothed": result["smoothed"]})
-    low = float(df["smoothed"].min())
-    top = min(float(df["smoothed"].max()), EXPLODE * low)
-    x = alt.X("learning rate:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~e", tickCount=8))
-    y_scale = alt.Scale(domain=[min(low, float(df["loss"].min())) * 0.95, top * 1.05], clamp=True)
+    loss as faint points, the smoothed loss as a line, the valley shaded and the suggested rate as a red rule.
+    The loss axis spans the descent (from the highest smoothed loss before the lowest point, down to the lowest),
+    with room above it: the blown-up losses past the explosion would flatten everything else."""
+    df = pd.DataFrame({"lr": result["lrs"], "loss": result["losses"], "smoothed": result["smoothed"]})
+    lowest = int(df["smoothed"].idxmin())
+    low, high = float(df["smoothed"].min()), float(df["smoothed"][:lowest + 1].max())
+    span = max(high - low, 1e-3)
+    y_scale = alt.Scale(domain=[low - 0.1 * span, min(high + 0.6 * span, EXPLODE * low)])  # marks clip the rest
+    decades = [10.0 ** e for e in range(math.floor(math.log10(df["lr"].min())),
+                                        math.ceil(math.log10(df["lr"].max())) + 1)]
+    x = alt.X("lr:Q", title="learning rate", scale=alt.Scale(type="log"),
+              axis=alt.Axis(values=decades, format="~e", labelOverlap=True))
     lo, hi = result["falling"]
-    marks = pd.DataFrame({"lo": [lo], "hi": [hi], "suggestion": [result["suggestion"]],
-                          "text": [f"suggested {result['suggestion']:.2g}"]})
-    valley = alt.Chart(marks).mark_rect(color=PALETTE[2], opacity=0.12).encode(x="lo:Q", x2="hi:Q")
+    marks = pd.DataFrame({"lo": [lo], "hi": [hi], "suggestion": [result["suggestion"]]})
+    valley = alt.Chart(marks).mark_rect(color=PALETTE[2], opacity=0.15).encode(
+        x=alt.X("lo:Q", title="learning rate"), x2="hi:Q")
     raw = alt.Chart(df).mark_point(size=12, opacity=0.35, color=PALETTE[7], clip=True).encode(
         x=x, y=alt.Y("loss:Q", scale=y_scale, title="training loss"),
-        tooltip=[alt.Tooltip("learning rate:Q", format=".2e"), alt.Tooltip("loss:Q", format=".4f")])
+        tooltip=[alt.Tooltip("lr:Q", title="learning rate", format=".2e"), alt.Tooltip("loss:Q", format=".4f")])
     line = alt.Chart(df).mark_line(color=PALETTE[0], clip=True).encode(
-        x=x, y=alt.Y("smoothed:Q", scale=y_scale),
-        tooltip=[alt.Tooltip("learning rate:Q", format=".2e"), alt.Tooltip("smoothed:Q", format=".4f")])
-    rule = alt.Chart(marks).mark_rule(color=PALETTE[3], strokeWidth=2).encode(x="suggestion:Q")
-    label = alt.Chart(marks).mark_text(align="left", dx=4, dy=-6, color=PALETTE[3], baseline="top").encode(
-        x="suggestion:Q", y=alt.value(0), text="text:N")
-    return alt.layer(valley, raw, line, rule, label).properties(height=260)
+        x=x, y=alt.Y("smoothed:Q", scale=y_scale, title="training loss"),
+        tooltip=[alt.Tooltip("lr:Q", title="learning rate", format=".2e"),
+                 alt.Tooltip("smoothed:Q", format=".4f")])
+    rule = alt.Chart(marks).mark_rule(color=PALETTE[3], strokeWidth=2).encode(
+        x=alt.X("suggestion:Q", title="learning rate"),
+        tooltip=[alt.Tooltip("suggestion:Q", title="suggested", format=".2g")])
+    return alt.layer(valley, raw, line, rule).properties(height=260)
 
 
 # -------------------------------------------------------------------------------------------- config widgets
