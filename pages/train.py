@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from cnn_core.config import PRESETS, TrainConfig
-from cnn_core.config.train_config import FIELDS
+from cnn_core.config.train_config import FIELDS, meta
 from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
@@ -191,8 +191,7 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.success(f"Test accuracy **{s.get('test_accuracy') or 0:.1%}** (best validation "
                    f"{s.get('best_val_accuracy') or 0:.1%} at epoch {s.get('best_epoch', '?')}), "
                    f"{ui.duration(s.get('train_seconds'))} of training"
-                   + (" — stopped early: validation accuracy stopped improving." if job.state == "stopped_early"
-                      else "."))
+                   + (f" — {ui.esc(job.message or 'stopped early')}." if job.state == "stopped_early" else "."))
         c1, c2 = st.columns(2)
         c1.page_link("pages/evaluate.py", label="Evaluate it", icon=":material/fact_check:")
         c2.page_link("pages/predict.py", label="Try it on a photo", icon=":material/photo_camera:")
@@ -215,6 +214,81 @@ def job_panel(job_id: str) -> None:
     if not job.active and st.session_state.get("tr_watching") == job.id:
         st.session_state.tr_watching = None
         st.rerun()  # the whole page: stop polling, refresh the run lists
+
+
+# -------------------------------------------------------------------------------- the learning-rate finder
+
+LR_SETTINGS = ("model", "dataset", "optimizer", "batch_size", "momentum", "weight_decay", "augment")  # shape a curve
+
+
+def lr_finder(cfg: TrainConfig, manager: jobs.JobManager) -> None:
+    """"Find a learning rate" for the form's settings, as a background job in the device's queue (like a training),
+    then its curve and "Use this rate", which puts the suggestion into the form's learning-rate box."""
+    st.markdown("**Not sure of the learning rate?** Let the finder try them all on a copy of the model.")
+    if st.button("Find a learning rate", key="tr_lrfind", icon=":material/query_stats:",
+                 help="Trains a fresh copy of the model for about 100 batches while the rate rises from 1e-7 to 10, "
+                      "in the background and in the device's queue like a training, then suggests a rate from "
+                      "the loss curve. Nothing is saved as a run."):
+        try:
+            st.session_state.tr_lrfind_job = manager.submit_lr_find(cfg, owner=ui.owner(),
+                                                                    operator=ui.is_operator()).id
+        except CnnError as e:
+            ui.error(e)
+
+    def panel(job_id: str) -> None:
+        lr_panel(job_id, cfg)
+
+    ui.follow(manager.get(st.session_state.get("tr_lrfind_job", "")), panel, "tr_lrfind_watching")
+
+
+def lr_panel(job_id: str, cfg: TrainConfig) -> None:
+    manager = jobs.manager()
+    job = manager.get(job_id)
+    if job is None:
+        return
+    if job.state == "queued":
+        st.info(f"The learning-rate finder waits for {job.device}: number {manager.position(job.id)} in the queue.")
+    elif job.state == "running":
+        p = job.progress()
+        st.progress(job.fraction_done(), text=f"Finding a learning rate: batch {p['step']} of {p['steps']}" if p
+                    else "Finding a learning rate: loading the data…")
+    elif job.state == "finished" and job.result():
+        lr_result(job.result(), cfg)
+    elif job.state == "cancelled":
+        st.info("The learning-rate finder was cancelled.")
+    else:
+        ui.error(f"The learning-rate finder {job.state.replace('_', ' ')}: {job.message or 'no message'}")
+    if job.active and ui.may_cancel(job) and st.button("Cancel", key=f"tr_lrfind_cancel_{job.id}",
+                                                       icon=":material/close:"):
+        ui.cancel(manager, job)
+    if not job.active and st.session_state.get("tr_lrfind_watching") == job.id:
+        st.session_state.tr_lrfind_watching = None
+        st.rerun()  # the whole page: stop polling
+
+
+def lr_result(r: dict, cfg: TrainConfig) -> None:
+    """The curve, the suggestion and how it was chosen, and the button that fills the form with it."""
+    lr = float(f"{r['suggestion']:.2g}")  # two digits: the curve says no more
+    lo, hi = meta("lr").widget_bounds()
+    lr = min(max(lr, lo), hi)
+    st.altair_chart(ui.lr_chart(r), width="stretch", key="tr_lrfind_chart")
+    st.markdown(f"Suggested learning rate **{lr:g}**, by the {ui.esc(r['why'])}.")
+    found = r.get("config", {})
+    st.caption(f"For {ui.esc(found.get('model'))} on {ui.esc(found.get('dataset'))} with {found.get('optimizer')}, "
+               f"batch {found.get('batch_size')}. The smoothed loss falls between the rates {r['falling'][0]:.2g} "
+               f"and {r['falling'][1]:.2g} (shaded); the steepest rule would say {r['steepest']:.2g}. "
+               f"{len(r['lrs'])} batches; {ui.esc(r['stopped'])}.")
+    changed = [k for k in LR_SETTINGS if k in found and found[k] != getattr(cfg, k)]
+    if changed:
+        st.warning(f"Found for other settings than the form's now ({', '.join(changed)} changed): find again "
+                   "for these.")
+    if st.button("Use this rate", key="tr_lrfind_use", icon=":material/check:", on_click=use_rate, args=(lr,),
+                 help="Puts it into the Learning rate box above."):
+        st.rerun()  # the form lies outside this panel
+
+
+def use_rate(lr: float) -> None:
+    st.session_state.tr_lr = lr
 
 
 # ------------------------------------------------------------------------------------------------- page
@@ -278,12 +352,12 @@ with left:
                   placeholder="model-dataset-date, if left empty",
                   help="Letters, digits, - and _. A name that is taken gets -2, -3, ...")
 with right:
-    for name in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "augment"):
+    for name in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "augment", "patience"):
         if name != "momentum" or st.session_state.tr_optimizer == "sgd":
             ui.config_widget(name, "tr")
 with st.expander("More options"):
     a, b = st.columns(2)
-    for name in ("label_smoothing", "patience", "val_fraction", "seed", "tta", "crop_padding"):
+    for name in ("label_smoothing", "val_fraction", "seed", "tta", "crop_padding"):
         ui.config_widget(name, "tr", a)
     for name in ("train_subset", "max_batches", "input_size", "precision", "device"):
         ui.config_widget(name, "tr", b)
@@ -339,6 +413,7 @@ if estimate is not None and cfg is not None:
                 except CnnError as e:
                     ui.error(e)
 
+    lr_finder(cfg, manager)
     busy = manager.running(str(pick_device(cfg.device)))
     label = "Queue training" if busy else "Start training"
     if busy:
@@ -403,7 +478,7 @@ if elsewhere:
 history = manager.jobs()
 if history:
     with st.expander(f"Jobs on this server ({len(history)})", expanded=bool(manager.queued())):
-        st.dataframe(pd.DataFrame([{"run": j.run if j.kind == "train" else f"sweep {j.run}", "state": j.state,
+        st.dataframe(pd.DataFrame([{"run": f"sweep {j.run}" if j.kind == "sweep" else j.run, "state": j.state,
                                     "device": j.device,
                                     "queue": manager.position(j.id) or None, "message": j.message,
                                     "submitted": time.strftime("%H:%M:%S", time.localtime(j.submitted))}

@@ -6,6 +6,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import sys
@@ -30,6 +31,7 @@ from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
+from cnn_core.training.lr_curve import EXPLODE
 
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"]
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -597,6 +599,37 @@ def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
         tooltip=["run:N", "value:N", "metric:N", alt.Tooltip("accuracy:Q", format=".2%")])
     mean = base.mark_line(strokeDash=[4, 3]).encode(y=alt.Y("mean(accuracy):Q"))
     return alt.layer(points, mean).properties(height=260)
+
+
+def lr_chart(result: dict[str, Any]) -> alt.LayerChart:
+    """A learning-rate finder's curve (training.lr_curve.LrFindResult's fields) on a log rate axis: each batch's
+    loss as faint points, the smoothed loss as a line, the valley shaded and the suggested rate as a red rule.
+    The loss axis spans the descent (from the highest smoothed loss before the lowest point, down to the lowest),
+    with room above it: the blown-up losses past the explosion would flatten everything else."""
+    df = pd.DataFrame({"lr": result["lrs"], "loss": result["losses"], "smoothed": result["smoothed"]})
+    lowest = int(df["smoothed"].idxmin())
+    low, high = float(df["smoothed"].min()), float(df["smoothed"][:lowest + 1].max())
+    span = max(high - low, 1e-3)
+    y_scale = alt.Scale(domain=[low - 0.1 * span, min(high + 0.6 * span, EXPLODE * low)])  # marks clip the rest
+    decades = [10.0 ** e for e in range(math.floor(math.log10(df["lr"].min())),
+                                        math.ceil(math.log10(df["lr"].max())) + 1)]
+    x = alt.X("lr:Q", title="learning rate", scale=alt.Scale(type="log"),
+              axis=alt.Axis(values=decades, format="~e", labelOverlap=True))
+    lo, hi = result["falling"]
+    marks = pd.DataFrame({"lo": [lo], "hi": [hi], "suggestion": [result["suggestion"]]})
+    valley = alt.Chart(marks).mark_rect(color=PALETTE[2], opacity=0.15).encode(
+        x=alt.X("lo:Q", title="learning rate"), x2="hi:Q")
+    raw = alt.Chart(df).mark_point(size=12, opacity=0.35, color=PALETTE[7], clip=True).encode(
+        x=x, y=alt.Y("loss:Q", scale=y_scale, title="training loss"),
+        tooltip=[alt.Tooltip("lr:Q", title="learning rate", format=".2e"), alt.Tooltip("loss:Q", format=".4f")])
+    line = alt.Chart(df).mark_line(color=PALETTE[0], clip=True).encode(
+        x=x, y=alt.Y("smoothed:Q", scale=y_scale, title="training loss"),
+        tooltip=[alt.Tooltip("lr:Q", title="learning rate", format=".2e"),
+                 alt.Tooltip("smoothed:Q", format=".4f")])
+    rule = alt.Chart(marks).mark_rule(color=PALETTE[3], strokeWidth=2).encode(
+        x=alt.X("suggestion:Q", title="learning rate"),
+        tooltip=[alt.Tooltip("suggestion:Q", title="suggested", format=".2g")])
+    return alt.layer(valley, raw, line, rule).properties(height=260)
 
 
 # -------------------------------------------------------------------------------------------- config widgets

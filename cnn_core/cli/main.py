@@ -11,7 +11,7 @@ import sys
 
 from ..core import settings
 from ..core.errors import CnnError
-from . import estimate, evaluate, explain, listing, show, sweep, train  # noqa: F401  (each registers its commands)
+from . import estimate, evaluate, explain, listing, lrfind, show, sweep, train  # noqa: F401  (each registers its commands)
 from .base import COMMANDS, Parser
 
 
@@ -21,7 +21,8 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", help="datasets folder (default $CNN_DATA_DIR or ./data)")
     sub = p.add_subparsers(dest="command", parser_class=Parser, metavar="command")
     sub.required = True
-    order = ["models", "datasets", "train", "estimate", "evaluate", "predict", "explain", "runs", "sweep", "export"]
+    order = ["models", "datasets", "show", "train", "lr-find", "estimate", "evaluate", "predict", "explain", "runs",
+             "sweep", "export"]
     for name in sorted(COMMANDS, key=lambda n: order.index(n) if n in order else len(order)):
         c = COMMANDS[name]
         c.add_args(sub.add_parser(name, help=c.help, description=c.description or c.help))

@@ -30,7 +30,19 @@ def parse_bool(v: str) -> bool:
 
 
 def flag(name: str) -> str:
+    """The field's flag: --batch-size for batch_size, or the name its metadata gives (--early-stop)."""
+    return meta(name).cli or _field_flag(name)
+
+
+def _field_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def flag_names(name: str) -> list[str]:
+    """Every spelling of the field's flag: its own, the field's name (kept working when the flag was renamed),
+    its one-letter form."""
+    m = meta(name)
+    return list(dict.fromkeys([flag(name), _field_flag(name), *([m.short] if m.short else [])]))
 
 
 def flag_text(v: Any) -> str:
@@ -63,17 +75,18 @@ def add_train_options(p: argparse.ArgumentParser, swept: bool = False) -> None:
     comma-separated lists."""
     p.add_argument("--preset", help=meta("preset").help)
     for name in flag_fields():
-        m = meta(name)
-        names = [flag(name)] + ([m.short] if m.short else [])
+        m, names = meta(name), flag_names(name)
         if swept and m.sweep:
-            p.add_argument(*names, type=_list_reader(name), metavar="V1,V2,...",
+            p.add_argument(*names, dest=name, type=_list_reader(name), metavar="V1,V2,...",
                            help=f"comma-separated values of: {_help(name)}")
         elif m.choices:
-            p.add_argument(*names, choices=m.choices, help=_help(name))
+            p.add_argument(*names, dest=name, choices=m.choices, help=_help(name))
         elif kind(name) is bool:
-            p.add_argument(*names, type=parse_bool, metavar="on|off", help=_help(name))
+            p.add_argument(*names, dest=name, type=parse_bool, metavar="on|off", help=_help(name))
         else:
-            p.add_argument(*names, type=reader(name), metavar=name.split("_")[-1].upper(), help=_help(name))
+            p.add_argument(*names, dest=name, type=reader(name),
+                           metavar="N" if m.cli else name.split("_")[-1].upper(),
+                           help=_help(name))
     for key, (option, text, choices) in TUNING_FLAGS.items():
         p.add_argument(option, dest=key, help=text, **({"choices": choices} if choices else {"type": float}))
 

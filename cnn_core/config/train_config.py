@@ -40,6 +40,8 @@ class Meta:
     sweep: int = 0  # a sweep may vary it (> 0); sweeps order their settings (and so name their runs) by this
     flag: bool = True  # has a `train --flag`
     short: str = ""  # a one-letter flag, e.g. -m
+    cli: str = ""  # the flag's name when it is not the field's (--early-stop for patience); the field's name
+    # then stays a second name of the same flag
 
     def widget_bounds(self) -> tuple[float | None, float | None]:
         lo = self.ui_lo if self.ui_lo is not None else self.lo
@@ -77,8 +79,9 @@ class TrainConfig:
                            "(at most 1 for tiny images)", say="crop padding", lo=0, hi=16)
     schedule: str = _f("cosine", "Learning-rate schedule", "how the rate changes over training (stepped per batch)",
                        choices=SCHEDULES, sweep=7)
-    patience: int = _f(0, "Early stopping patience (epochs, 0 = off)",
-                       "stop after this many epochs without a better validation accuracy (0: off)", lo=0, hi=1000)
+    patience: int = _f(0, "Early stopping (epochs without a better validation accuracy, 0 = off)",
+                       "stop when validation accuracy has not improved for this many epochs; best.pt keeps the "
+                       "best epoch (0: off)", say="early stopping", lo=0, hi=1000, cli="--early-stop")
     seed: int = _f(0, "Seed", "seeds the split, the initial weights, the order and the augmentation", lo=0,
                    hi=2**31 - 1, sweep=9)
     device: str = _f("auto", "Device", "auto: CUDA when visible, else the CPU", choices=DEVICES)

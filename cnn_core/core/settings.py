@@ -5,7 +5,7 @@
 | CNN_CHECKPOINTS | the runs folder | ./checkpoints |
 | CNN_DATA_DIR | where datasets are found (and downloaded to) | ./data |
 | CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
-| CNN_STATE_DIR | the app's own state: uploads, device locks, limits | ./.cnn_state |
+| CNN_STATE_DIR | the app's own state: uploads, device locks, limits, learning-rate finder results | ./.cnn_state |
 | CNN_DATA_ROOTS | folders (``:``-separated) whose photo folders visitors may train on | data dir + uploads |
 | CNN_OPERATOR_TOKEN | the secret in the operator's link (scripts/serve.py makes it at start) | none |
 | CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
@@ -44,6 +44,11 @@ def state_dir() -> Path:
 def uploads_dir() -> Path:
     """Where zip uploads are unpacked: inside the state folder."""
     return state_dir() / "uploads"
+
+
+def lr_find_dir() -> Path:
+    """Where the app's learning-rate finder jobs write their results: inside the state folder."""
+    return state_dir() / "lr-find"
 
 
 def data_roots() -> list[Path]:

@@ -72,6 +72,9 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
            f"{cfg.model} trained on {cfg.dataset}: test accuracy {_pct(rep['accuracy'])} (macro-F1 "
            f"{rep['macro_f1']:.4f}), best validation accuracy {_pct(st.get('best_val_accuracy'))} at epoch "
            f"{st.get('best_epoch')} of {st.get('epochs_run')}. Finished {finished} ({st.get('state')}).", ""]
+    if st.get("state") == "stopped_early":
+        why = str(st.get("message") or f"stopped early: no better validation accuracy for {cfg.patience} epochs")
+        out += [f"{why[0].upper()}{why[1:]}.", ""]
     if cfg.max_batches:
         out += [f"Note: trained with max_batches={cfg.max_batches} (a smoke test), not on the whole dataset.", ""]
 
@@ -95,6 +98,8 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                 ["weight decay (L2)", f"{cfg.weight_decay:g}"], ["schedule", cfg.schedule + "".join(
                     f", restarted after epoch {e} (trained further)" for e in restarts)],
                 ["batch size", cfg.batch_size], ["epochs", f"{st.get('epochs_run')} of {cfg.epochs}"],
+                ["early stopping", f"after {cfg.patience} epoch(s) without a better validation accuracy"
+                                   if cfg.patience else "off"],
                 ["seed", cfg.seed], ["device", st.get("device", "?")], ["precision", st.get("precision", "?")],
                 ["train time", f"{float(st.get('train_seconds', 0)):.1f} s (+ {float(st.get('data_seconds', 0)):.1f}"
                                " s loading data)"],

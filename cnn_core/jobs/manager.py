@@ -70,7 +70,8 @@ def plan_sweep_job(grid: dict[str, list[Any]], base: TrainConfig, name: str | No
 class Job:
     """One training request. ``state`` follows the run: queued, running, then finished, stopped_early,
     cancelled, diverged or failed. For a sweep (``kind == "sweep"``), ``run`` is the sweep's name, ``runs`` its
-    run names in training order, and the state is the sweep's: finished (whatever each run did) or cancelled."""
+    run names in training order, and the state is the sweep's: finished (whatever each run did) or cancelled.
+    A learning-rate finder's (``kind == "lr-find"``) is a jobs.lrfind.LrFindJob: finished, cancelled or failed."""
 
     id: str
     run: str
@@ -254,6 +255,20 @@ class JobManager:
             job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", "--continue", plan.name],
                       base.epochs, kind="sweep", runs=plan.runs, owner=owner)
             return self._enqueue(job)
+
+    def submit_lr_find(self, cfg: TrainConfig, root: str | os.PathLike | None = None, owner: str = "",
+                       operator: bool = True) -> Job:
+        """Find a learning rate for ``cfg`` (``python -m cnn_core lr-find``) as a job in its device's queue, held
+        to the same limits as a training; ``job.result()`` reads its outcome (jobs.lrfind)."""
+        from . import lrfind  # it builds on Job
+
+        get_spec(cfg.model)  # a typo is refused here, not in a subprocess
+        device = str(pick_device(cfg.device))
+        root_path = runs_root(root).resolve()
+        with self._lock:
+            self._check_room(device)
+            self._admit(owner, operator, root_path, 0, None)  # about 100 batches: no time estimate needed
+            return self._enqueue(lrfind.new_job(f"job-{next(self._ids)}", cfg, root_path, device, owner))
 
     def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1, owner: str = "",
                operator: bool = True, estimated_seconds: float | None = None, epochs: int | None = None) -> Job:
@@ -569,7 +584,9 @@ class JobManager:
         how = "exit code unknown" if rc is None else f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
         if rc:
             job.stderr_tail = said[-25:]
-        if job.kind == "sweep":
+        if job.kind == "lr-find":  # jobs.lrfind.LrFindJob: its result file says how it ended
+            state, message, summary = job.settle(last or f"the learning-rate finder ended without a message ({how})")
+        elif job.kind == "sweep":
             st = sweep_status(job.run, job.root)
             state = str(st.get("state") or "")
             if state not in ("finished", "cancelled"):
@@ -590,7 +607,7 @@ class JobManager:
                     state, message = "failed", last or f"the training process ended without a message ({how})"
                 run.final_status(state=state, message=message, pid=None)
             else:
-                message = str(status.get("message") or "") if state not in FINISHED else ""
+                message = str(status.get("message") or "")  # a finished run's is "", an early stop's says why
             summary = run.status()
             if state not in FINISHED and not job.resume and not job.adopted:  # an adopted folder is not ours
                 run.discard_unstarted()  # it ended before its first epoch: the job keeps the message, no folder

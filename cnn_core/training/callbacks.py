@@ -106,7 +106,7 @@ class StatusFile(Callback):
                                 best_epoch=state.best_epoch)
 
     def on_fit_end(self, state: FitState) -> None:
-        state.run.update_status(**state.summary, message="", pid=None)
+        state.run.update_status(**{"message": "", **state.summary}, pid=None)  # why it stopped, if early
 
     def on_exception(self, state: FitState, outcome: str, message: str) -> None:
         state.run.final_status(state=outcome, message=message, pid=None)

@@ -54,6 +54,31 @@ class EpochResult:
     seconds: float
 
 
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               device: torch.device, amp: torch.dtype | None = None, label_smoothing: float = 0.0,
+               scaler: torch.amp.GradScaler | None = None, batch: int = 1) -> tuple[float, torch.Tensor]:
+    """One optimiser step on one batch: its loss (before the step) and logits. Shared by the epoch loop and
+    the learning-rate finder, so both train alike. A NaN or infinite loss raises Diverged (``batch`` names it)."""
+    with autocast(device, amp):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    lv = loss.item()
+    if not math.isfinite(lv):
+        if not bool(torch.isfinite(x).all()):  # not the optimiser's fault: no learning rate fixes this
+            raise Diverged(f"the input images held NaN or infinite values at batch {batch}",
+                           advice="Check the dataset and its normalisation (a zero standard deviation?)")
+        raise Diverged(f"loss became {lv} at batch {batch}")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return lv, logits
+
+
 def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
                     amp: torch.dtype | None = None, label_smoothing: float = 0.0,
@@ -67,23 +92,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     for i, (x, y) in enumerate(batches):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        with autocast(device, amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        lv = loss.item()
-        if not math.isfinite(lv):
-            if not bool(torch.isfinite(x).all()):  # not the optimiser's fault: no learning rate fixes this
-                raise Diverged(f"the input images held NaN or infinite values at batch {i + 1}",
-                               advice="Check the dataset and its normalisation (a zero standard deviation?)")
-            raise Diverged(f"loss became {lv} at batch {i + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        lv, logits = train_step(model, x, y, optimizer, device, amp, label_smoothing, scaler, i + 1)
         scheduler.step()
         loss_sum += lv * len(y)
         correct += int((logits.argmax(1) == y).sum())
@@ -109,6 +118,7 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
     (``should_stop``), asked on every process."""
     set_threads()
     ddp = distributed.setup()  # started by torchrun: join its process group; otherwise a single process
+    before = _finished_files(resume, root) if resume and epochs is not None and ddp.is_main else None
     if resume or prepared:
         run, cfg, last = ddp.from_main(_open_existing, resume or prepared, root, bool(resume), epochs)
     elif epochs is not None:
@@ -147,10 +157,12 @@ def fit(cfg: TrainConfig | None = None, *, name: str | None = None, resume: str 
     except CnnError as e:
         emit("on_exception", "failed", str(e))
         _forget_a_failed_start(state, ddp, new=not (resume or prepared))
+        _undo_a_failed_extension(state, before, str(e))
         raise
     except BaseException as e:
         emit("on_exception", "failed", f"{type(e).__name__}: {e}"[:300])
         _forget_a_failed_start(state, ddp, new=not (resume or prepared))
+        _undo_a_failed_extension(state, before, f"{type(e).__name__}: {e}"[:300])
         raise
     state.release()  # this frame outlives the error (its traceback): it must not keep the failed run's tensors
     gc.collect()  # the model, optimizer and batches of the failed run are unreachable now; hand memory back
@@ -167,6 +179,25 @@ def _forget_a_failed_start(state: FitState, ddp: distributed.Dist, new: bool) ->
     first batch) leaves no folder behind either: a runs list of empty failures helps nobody."""
     if new and ddp.is_main and state.run is not None and state.epoch == 0:
         state.run.discard_unstarted()
+
+
+def _finished_files(resume: str | os.PathLike, root: str | os.PathLike | None) -> tuple[dict, dict] | None:
+    """A finished run's config and status before it is trained further, to put back if that fails to start."""
+    try:
+        run = RunDir.resolve(resume, root)
+    except CnnError:
+        return None  # _open_existing says why, in its own words
+    return (run.config(), run.status()) if run.state() in FINISHED else None
+
+
+def _undo_a_failed_extension(state: FitState, before: tuple[dict, dict] | None, error: str) -> None:
+    """A finished run asked for more epochs that failed before the first of them started (its dataset gone, say)
+    stays the finished run it was, with its own epochs; the attempt is noted beside its status."""
+    if before is None or state.run is None or state.epoch > 0:
+        return
+    config, status = before
+    state.run.write_config(config)
+    state.run.final_status(**status, last_attempt=f"training further failed to start: {error}")
 
 
 def _checked_new(cfg: TrainConfig | None) -> TrainConfig:
@@ -344,9 +375,16 @@ def _epochs(state: FitState, kit: _Kit, emit: Callable[..., None], should_stop: 
         state.say(f"epoch {epoch}/{cfg.epochs}  train loss {r.loss:.4f} acc {r.accuracy:.4f}  val loss "
                   f"{val_loss:.4f} acc {val_acc:.4f}  {r.seconds:.1f}s  {row['images_per_second']:.0f} img/s")
         if cfg.patience and stale >= cfg.patience:
-            state.say(f"no better validation accuracy for {cfg.patience} epochs: stopping early")
+            state.say(stopped_early(state))
             return "stopped_early"
     return "finished"
+
+
+def stopped_early(state: FitState) -> str:
+    """Why an early-stopped run stopped, for its status.json message, the CLI and the model card."""
+    n = state.cfg.patience
+    return (f"stopped early at epoch {state.epoch}: no better validation accuracy for {n} epoch{'s' * (n != 1)}; "
+            f"best.pt is epoch {state.best_epoch}")
 
 
 def _summary(state: FitState, kit: _Kit, outcome: str, test_acc: float) -> dict[str, Any]:
@@ -354,7 +392,8 @@ def _summary(state: FitState, kit: _Kit, outcome: str, test_acc: float) -> dict[
     cfg, history = state.cfg, state.history
     train_seconds = sum(r["epoch_seconds"] for r in history)  # resumed runs count their earlier epochs too
     images = sum(r["images_per_second"] * r["epoch_seconds"] for r in history)
-    return {"run": state.run.name, "run_dir": str(state.run.path), "state": outcome, "model": cfg.model,
+    return {"run": state.run.name, "run_dir": str(state.run.path), "state": outcome,
+            "message": stopped_early(state) if outcome == "stopped_early" else "", "model": cfg.model,
             "dataset": cfg.dataset, "epochs_run": len(history), "best_epoch": state.best_epoch,
             "best_val_accuracy": round(state.best, 5), "test_accuracy": round(test_acc, 5),
             "train_seconds": round(train_seconds, 2), "data_seconds": round(state.data_seconds, 2),

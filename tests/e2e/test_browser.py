@@ -266,6 +266,27 @@ def test_the_data_page_on_a_phone_shows_digits_and_shuffles(server, phone):
     shoot(phone, "data-digits")
 
 
+def test_the_learning_rate_finder_on_a_phone(server, phone):
+    """At 390 px: Find a learning rate runs a real finder job on digits; its curve fits the screen; Use this rate
+    puts the suggestion into the Learning rate box."""
+    phone.goto(f"{server}/train")
+    settle(phone)
+    choose(phone, "Dataset", "digits —")
+    settle(phone)
+    phone.get_by_role("button", name="Find a learning rate").click()
+    said = phone.get_by_text(re.compile(r"Suggested learning rate [0-9.e-]+, by the valley rule"))
+    said.wait_for(timeout=300_000)
+    settle(phone)
+    lr = re.search(r"Suggested learning rate ([0-9.e-]+),", said.inner_text())[1]
+    assert phone.evaluate("""() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+        .every(c => c.getBoundingClientRect().right <= window.innerWidth + 2)"""), "a chart sticks out"
+    no_error_boxes(phone)
+    shoot(phone, "train-lr-find")
+    phone.get_by_role("button", name="Use this rate").click()
+    settle(phone)
+    assert float(phone.get_by_role("spinbutton", name="Learning rate", exact=True).input_value()) == float(lr)
+
+
 def test_the_first_visitor_who_opens_a_page_directly_gets_it_under_the_router(e2e_root, browser, tmp_path):
     """Until a session has run st.navigation, Streamlit serves pages/ as its old page list; a fresh server's first
     visitor opening /predict still gets the app's navigation (Home, Train, ...) and the Predict page."""

@@ -121,3 +121,27 @@ def test_a_folder_dataset_keeps_its_split_in_the_run(runs, tmp_path):
     summary = train_run(cfg, name="photos")
     split = RunDir(summary["run_dir"]).file(RunDir.SPLIT)
     assert split.is_file() and '"red"' in split.read_text()  # made before the folder, moved in with it
+
+
+def test_a_finished_run_whose_extension_fails_to_start_stays_finished(runs, tmp_path):
+    """Its photos deleted, a finished run asked for more epochs says why in one line and is left as it was:
+    finished, with its own epochs (the attempt noted beside its status), and still resumable later."""
+    import shutil
+
+    from PIL import Image
+
+    for c, colour in (("red", (200, 0, 0)), ("blue", (0, 0, 200))):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (16, 16), (colour[0], i * 10, colour[2])).save(tmp_path / "photos" / c / f"{i}.png")
+    train_run(TrainConfig(model="lenet5", dataset=f"folder:{tmp_path / 'photos'}", epochs=1, batch_size=8),
+              name="gone")
+    run = RunDir(runs / "gone")
+    before = run.status()
+    shutil.rmtree(tmp_path / "photos")
+    with pytest.raises(CnnError, match="photos"):
+        train_run(resume="gone", epochs=3)
+    after = run.status()
+    assert after["state"] == "finished" and after["test_accuracy"] == before["test_accuracy"]
+    assert run.config()["epochs"] == 1 and "training further failed to start" in after["last_attempt"]
+    assert run.has("best") and run.has("last")

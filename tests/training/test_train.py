@@ -111,10 +111,28 @@ def test_bf16_and_fp32_agree_on_a_short_run(runs):
 
 
 def test_early_stopping_with_patience(runs):
+    """--early-stop 2: the run stops two epochs after its best, keeps that epoch's best.pt, and its status, its
+    summary and its model card say why it stopped."""
     cfg = TrainConfig(model="lenet5", dataset="digits", epochs=30, lr=1e-5, optimizer="sgd", schedule="none",
                       patience=2, momentum=0.0)
     s = train_run(cfg, name="patient")
     assert s["state"] == "stopped_early" and s["epochs_run"] < 30
+    assert s["epochs_run"] == s["best_epoch"] + 2
+    why = (f"stopped early at epoch {s['epochs_run']}: no better validation accuracy for 2 epochs; best.pt is "
+           f"epoch {s['best_epoch']}")
+    run = RunDir(runs / "patient")
+    assert s["message"] == why and run.status()["message"] == why and run.status()["state"] == "stopped_early"
+    assert load_checkpoint(run.checkpoint("best"))["epoch"] == s["best_epoch"]
+    assert load_checkpoint(run.checkpoint("last"))["epoch"] == s["epochs_run"]
+    card = run.file(RunDir.CARD).read_text()
+    assert f"\nS{why[1:]}.\n" in card
+    assert "| early stopping | after 2 epoch(s) without a better validation accuracy |" in card
+
+
+def test_a_run_that_finishes_says_nothing_of_stopping(digits_run):
+    status = RunDir(digits_run).status()
+    assert status["state"] == "finished" and status["message"] == ""
+    assert "early" not in RunDir(digits_run).file(RunDir.CARD).read_text().split("## Data")[0]
 
 
 def test_run_names_are_unique_not_overwritten(runs):
