@@ -203,6 +203,7 @@ def show_job(job: jobs.Job, manager: jobs.JobManager) -> None:
         st.error(f"{job.state.capitalize()}: {ui.esc(job.message or 'no message')}")
     if job.state != "queued":
         ui.show_curves(job.metrics(), key=f"tr_curves_{job.id}")
+        ui.show_insight(job.run_dir)
 
 
 def job_panel(job_id: str) -> None:

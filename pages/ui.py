@@ -429,6 +429,26 @@ def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     return small
 
 
+def show_insight(run_dir: RunDir) -> None:
+    """What training last saw inside the model (``RunDir.insight``, rewritten each epoch, so a followed job's
+    panel shows the filters form): the fixed validation image, its heatmap and the first layer's filters."""
+    info = run_dir.insight()
+    try:
+        pics = {k: p.read_bytes() for k, p in info.get("files", {}).items()}
+    except OSError:  # the run was deleted meanwhile
+        return
+    if "heatmap" not in pics:
+        return
+    st.markdown(f"**Inside the model after epoch {info.get('epoch', '?')}**")
+    st.caption(f"Each epoch it looks at the same validation image, a **{esc(info.get('label', '?'))}**: it says "
+               f"**{esc(info.get('predicted', '?'))}** ({info.get('probability', 0):.0%}). The heatmap is where it "
+               "finds its evidence; the filters are what its first layer looks for, formed as it trains.")
+    names = {"image": "the image", "heatmap": f"heatmap of {esc(info.get('predicted', '?'))}",
+             "filters": "first-layer filters"}
+    shown = [k for k in names if k in pics]
+    st.image([pics[k] for k in shown], caption=[names[k] for k in shown], width=160)
+
+
 # ---------------------------------------------------------------------------------------------------- charts
 
 def curves_frame(rows: Sequence[dict[str, float]]) -> pd.DataFrame:

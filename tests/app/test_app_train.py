@@ -96,6 +96,12 @@ def test_a_tiny_run_started_from_the_page_is_followed_to_the_end(runs, managers)
     assert "Test accuracy" in shown(at.success[0])
     curves = [chart_data(c) for c in charts(at) if "epoch" in chart_data(c)]
     assert curves and sorted(set(curves[0]["epoch"])) == [1, 2]
+    insight = RunDir(runs / "from-page").insight()  # the training callback's look inside, shown in the panel
+    assert insight["epoch"] == 2 and set(insight["files"]) == {"image", "heatmap", "filters"}
+    inside = at.get("image")[-1]
+    assert inside.captions == ["the image", f"heatmap of {insight['predicted']}", "first-layer filters"]
+    assert len(inside.value) == 3 and "Inside the model after epoch 2" in texts(at)
+    assert f"it says **{insight['predicted']}**" in texts(at)
 
     reopened = open_page("train")  # a new session (reload, another student): the job is still shown
     assert "from-page" in texts(reopened) and "Test accuracy" in reopened.success[0].value
