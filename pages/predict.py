@@ -62,3 +62,4 @@ for n, (name, data) in enumerate(items):
             if best["probability"] < ui.LOW_CONFIDENCE:
                 st.warning(f"Low confidence ({best['probability']:.0%}): the photo may show none of the classes this "
                            f"model knows, or something it rarely saw in training.")
+        ui.why_and_inside(run, data, key=f"pr_{n}")

@@ -362,9 +362,11 @@ def explained(run: str, runs_root: str, mtime: float, digest: str, _data: bytes,
     """What the Why? and Inside views show of one photo (cached by the photo's ``digest``, not its bytes):
     the heatmap of ``target`` (default: the top class) over the photo and over the model's view, predict's top
     classes, each stage's strongest maps and the first layer's filters."""
-    ex = explain(predictor(run, runs_root, mtime), _data, target, k=8, top=10)
+    pred = predictor(run, runs_root, mtime)
+    ex = explain(pred, _data, target, k=8, top=10)
     return {"label": ex.heatmap.label, "probability": ex.heatmap.probability, "grid": ex.heatmap.grid,
             **ex.overlays(DISPLAY_SIDE // 2, 224), "input": enlarge(ex.view, 160), "top_k": ex.top_k,
+            "shape": (pred.channels, pred.size, pred.size),
             "stages": [{"name": s.name, "shape": s.shape, "grid": s.grid()} for s in ex.stages],
             "filters": ex.filters}
 
@@ -427,6 +429,39 @@ def thumbnail(im: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
     small = im.copy()
     small.thumbnail((side, side))
     return small
+
+
+def why_and_inside(run: RunInfo, data: bytes, key: str) -> None:
+    """A photo's "Why?" view (the heatmap over the photo and over what the model sees, for the top class or, on a
+    tap, the runner-up) and its "Inside the network" view (input, each stage's strongest maps, the class
+    probabilities; the first layer's filters beside them), in the spirit of CNN Explainer."""
+    ex = explanation(run, data)
+    if ex is None:
+        return
+    with st.expander("Why? Where the model finds its evidence", expanded=True, icon=":material/visibility:"):
+        labels = [t["label"] for t in ex["top_k"][:2]]
+        target = st.segmented_control(
+            "Heatmap of", labels, key=f"{key}_why", default=labels[0], required=True,
+            format_func=lambda c: f"{esc(c)} ({'top class' if c == labels[0] else 'runner-up'})",
+            help="Grad-CAM: where in the image the evidence for that class lies (bright: strong evidence).")
+        if target and target != labels[0]:
+            ex = explanation(run, data, target) or ex
+        on_photo, on_view = st.columns([3, 2])
+        on_photo.image(ex["photo"], caption=f"{esc(ex['label'])} ({ex['probability']:.0%}): over the photo",
+                       width="stretch")
+        on_view.image(ex["view"], caption=f"over what the model sees ({ex['shape'][1]}x{ex['shape'][2]})",
+                      width="stretch")
+    with st.expander("Inside the network: what each stage sees", icon=":material/layers:"):
+        c, h, w = ex["shape"]
+        st.caption(f"The image flows left to right (on a phone, top to bottom): the input ({c}×{h}×{w}), then each "
+                   "convolutional stage's strongest activation maps (bright: that feature is found there), shaped "
+                   "channels × height × width, then the class probabilities.")
+        st.image([ex["input"], *[s["grid"] for s in ex["stages"]]], width=168,
+                 caption=[f"input {c}×{h}×{w}"] + [f"{i}. {esc(s['name'])}: {'×'.join(map(str, s['shape']))}"
+                                                 for i, s in enumerate(ex["stages"], 1)])
+        probs, filters = st.columns([3, 2])
+        probs.altair_chart(probability_chart(ex["top_k"][:5]), width="stretch", key=f"{key}_inside_probs")
+        filters.image(ex["filters"], caption="the first layer's filters (gray is zero)", width="stretch")
 
 
 def show_insight(run_dir: RunDir) -> None:

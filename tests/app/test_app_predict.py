@@ -41,7 +41,7 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
     assert bars["probability"].tolist() == pytest.approx([t["probability"] for t in expected])
     assert f"{expected[0]['label']} · {expected[0]['probability']:.1%}" in texts(at)
     images = at.get("image")
-    assert len(images) == 2 and "what the model sees (32x32)" in images[1].captions[0]
+    assert "what the model sees (32x32)" in images[1].captions[0]
 
 
 def test_low_confidence_is_flagged(app_env, monkeypatch):
@@ -61,7 +61,8 @@ def test_camera_photo_is_classified(app_env):
     Image.open(io.BytesIO(digit)).convert("RGB").save(buf, "JPEG")
     at.camera_input(key="pr_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and not at.error
-    assert len(charts(at)) == 1 and "camera photo" in at.get("image")[0].captions[0]
+    assert len(charts(at)) == 2  # the top-k bars, and the probabilities inside the network
+    assert "camera photo" in at.get("image")[0].captions[0]
 
 
 def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
@@ -89,3 +90,40 @@ def test_predict_opens_on_the_best_model_for_photos(runs):
     at = open_page("predict")
     assert at.selectbox(key="pr_run").value == "demo-cifar10-fast"  # the most accurate on photos
     assert "airplane" in texts(at)  # and it says what it can recognise
+
+
+def test_why_shows_the_heatmap_for_the_top_class_and_on_a_tap_for_the_runner_up(app_env):
+    from cnn_core.evaluation.explain import activations, grad_cam
+
+    at = open_page("predict")
+    digit, _ = digit_png(5)
+    at.file_uploader(key="pr_files").set_value([("digit.png", digit, "image/png")]).run()
+    assert not at.exception and not at.error
+    p = Predictor.from_run("digits-lenet", app_env)
+    im = p.load(digit)
+    top = p.top_k([im], 2)[0]
+    why = at.expander[0]
+    assert why.label.startswith("Why?")
+    choice = at.segmented_control(key="pr_0_why")
+    assert choice.value == top[0]["label"] and choice.options == [
+        f"{t['label']} ({w})" for t, w in zip(top, ("top class", "runner-up"))]
+    overlays = why.get("image")
+    assert len(overlays) == 2 and overlays[0].captions[0].startswith(f"{top[0]['label']} (")
+    first = [o.value[0] for o in overlays]
+    choice.set_value(top[1]["label"]).run()
+    assert not at.exception and not at.error
+    overlays = at.expander[0].get("image")
+    h = grad_cam(p, im, top[1]["label"])
+    assert overlays[0].captions[0] == f"{h.label} ({h.probability:.0%}): over the photo"
+    assert [o.value[0] for o in overlays] != first and overlays[1].value[0] != first[1]  # other heatmaps
+
+    inside = at.expander[1]
+    assert inside.label.startswith("Inside the network")
+    flow = inside.get("image")[0]
+    stages = activations(p, im)
+    assert flow.captions == ["input 1×32×32"] + [
+        f"{i}. {s.name.replace('.', chr(92) + '.')}: {'×'.join(map(str, s.shape))}" for i, s in enumerate(stages, 1)]
+    assert len(flow.value) == 1 + len(stages) == 3
+    assert inside.get("image")[1].captions == ["the first layer's filters (gray is zero)"]
+    bars = chart_data(charts(at)[-1])  # after the top-k bars (k = 3), the top 5 inside
+    assert list(bars["label"]) == [t["label"] for t in p.top_k([im], 5)[0]]
