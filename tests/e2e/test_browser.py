@@ -19,7 +19,7 @@ from PIL import Image
 
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.runs.rundir import RunDir
-from scripts.appdriver import ARTIFACTS, choose, fill_train_form, launch_chromium, serve, settle
+from scripts.appdriver import ARTIFACTS, ROOT, choose, fill_train_form, launch_chromium, serve, settle
 
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -125,7 +125,7 @@ def test_predict_an_uploaded_photo(server, page, tmp_path):
     heading = page.get_by_role("heading", level=3).filter(has_text="%").first.inner_text()
     label, prob = heading.split(" · ")
     assert label in [str(i) for i in range(10)] and 0 < float(prob.rstrip("%")) <= 100
-    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 1  # the probability bars
+    assert page.locator('[data-testid="stVegaLiteChart"]').first.is_visible()  # the probability bars
     assert page.get_by_text("holiday.jpg: not an image file this app can read").is_visible()
     no_error_boxes(page)
     shoot(page, "predict")
@@ -234,6 +234,12 @@ def test_every_page_fits_a_phone(server, phone, path):
     phone.goto(f"{server}/{path}")
     settle(phone)
     no_error_boxes(phone)
+    fits_a_phone(phone)
+    shoot(phone, path or "home")
+
+
+def fits_a_phone(phone) -> None:
+    """Nothing sticks out of the 390 px screen (tables scroll inside themselves), and no sideways scrolling."""
     overflow = phone.evaluate("""() => [...document.querySelectorAll('[data-testid="stMainBlockContainer"] *')]
         .filter(e => e.getBoundingClientRect().right > window.innerWidth + 2 && e.offsetParent !== null
                      && !e.closest('[data-testid="stDataFrame"], [data-testid="stTable"]')
@@ -242,7 +248,6 @@ def test_every_page_fits_a_phone(server, phone, path):
     assert overflow == [], f"sticks out of a 390 px screen: {overflow}"
     assert phone.evaluate("""() => { const m = document.querySelector('[data-testid="stMain"]');
                                     return m.scrollWidth <= m.clientWidth + 1; }"""), "the page scrolls sideways"
-    shoot(phone, path or "home")
 
 
 def test_the_data_page_on_a_phone_shows_digits_and_shuffles(server, phone):
@@ -420,3 +425,45 @@ def test_evaluate_a_demo_run_without_the_datasets_and_its_gallery_follows_a_clic
                 shoot(pg, "evaluate-no-data")
             finally:
                 pg.context.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory) -> Iterator[str]:
+    """The app with one committed demo model (CIFAR-10 FastNet): colour photos, four stages to look inside."""
+    root = tmp_path_factory.mktemp("demo") / "checkpoints"
+    shutil.copytree(ROOT / "checkpoints" / "demo-cifar10-fast", root / "demo-cifar10-fast")
+    with serve(root, ARTIFACTS / "e2e-demo-server.log") as url:
+        yield url
+
+
+def test_why_and_inside_the_network_on_a_phone(demo_server, phone, tmp_path):
+    """At 390 px on a demo model: Why? shows the heatmap over the photo and over the model's view; a tap on the
+    runner-up redraws it for that class; Inside the network shows the input, each stage's maps with its shape,
+    the probabilities and the filters; nothing sticks out."""
+    photo = tmp_path / "photo.jpg"
+    yy, xx = np.mgrid[0:240, 0:320]
+    Image.fromarray(np.stack([xx * 255 // 320, yy * 255 // 240, 255 - xx * 255 // 320], -1).astype(np.uint8)).save(
+        photo)
+    phone.goto(f"{demo_server}/predict")
+    settle(phone)
+    phone.get_by_role("heading", name="Predict").wait_for()
+    phone.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([photo])
+    top = phone.get_by_text(re.compile(r"\(\d+%\): over the photo$"))
+    top.wait_for()
+    settle(phone)
+    first = top.inner_text()
+    assert phone.get_by_text("over what the model sees (32x32)").is_visible()
+    runner_up = phone.get_by_role("radio", name=re.compile("runner-up"))
+    runner_up.click()
+    settle(phone)
+    second = phone.get_by_text(re.compile(r"\(\d+%\): over the photo$")).inner_text()
+    assert second != first and runner_up.inner_text().startswith(second.split(" (")[0] + " (runner-up)")
+    phone.get_by_text("Inside the network: what each stage sees").click()
+    phone.get_by_text("input 3×32×32").wait_for()
+    settle(phone)
+    stages = phone.get_by_text(re.compile(r"^\d\. .+: \d+×\d+×\d+$"))
+    assert stages.count() == 4 and stages.first.is_visible()
+    assert phone.get_by_text("the first layer's filters (gray is zero)").is_visible()
+    no_error_boxes(phone)
+    fits_a_phone(phone)
+    shoot(phone, "predict-why-inside")
