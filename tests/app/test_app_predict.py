@@ -40,8 +40,9 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
     assert list(bars["label"]) == [t["label"] for t in expected]
     assert bars["probability"].tolist() == pytest.approx([t["probability"] for t in expected])
     assert f"{expected[0]['label']} · {expected[0]['probability']:.1%}" in texts(at)
-    images = at.get("image")
-    assert len(images) == 2 and "what the model sees (32x32)" in images[1].captions[0]
+    strip, photo, seen = at.get("image")  # the strip of its classes (the digits data is bundled), then the upload
+    assert strip.captions == [str(i) for i in range(10)]
+    assert photo.captions == ["digit.png"] and "what the model sees (32x32" in seen.captions[0]
 
 
 def test_low_confidence_is_flagged(app_env, monkeypatch):
@@ -61,7 +62,7 @@ def test_camera_photo_is_classified(app_env):
     Image.open(io.BytesIO(digit)).convert("RGB").save(buf, "JPEG")
     at.camera_input(key="pr_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and not at.error
-    assert len(charts(at)) == 1 and "camera photo" in at.get("image")[0].captions[0]
+    assert len(charts(at)) == 1 and "camera photo" in at.get("image")[1].captions[0]
 
 
 def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
