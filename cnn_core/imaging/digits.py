@@ -80,9 +80,8 @@ class DigitView:
 
 def prepare_digit(im: Image.Image, size: int, box: float = MNIST_BOX) -> DigitView:
     """``im`` as a digit model's training images look: see the module docstring."""
-    rgb = _shrink(im)
-    blur = ImageFilter.GaussianBlur(SMOOTH * max(rgb.size) / WORK_SIDE)
-    gray = np.asarray(rgb.convert("L").filter(blur), dtype=np.float32)
+    small = _shrink(im.convert("L"))  # grayscale first, as STEPS says, so a gray copy of the photo gives the same
+    gray = np.asarray(small.filter(ImageFilter.GaussianBlur(SMOOTH * max(small.size) / WORK_SIDE)), np.float32)
     ink_up = _ink_up(gray)
     signal = np.clip(ink_up - _background(ink_up), 0, None)
     level = ink_level(signal)
@@ -91,11 +90,10 @@ def prepare_digit(im: Image.Image, size: int, box: float = MNIST_BOX) -> DigitVi
     if not keep.any() or float(np.median(signal[keep])) < MIN_CONTRAST:
         return DigitView(np.zeros((size, size), np.uint8), "no ink stands out from the background")
     soft = signal * _grow(keep, 2)  # the kept ink with its anti-aliased edges
-    return DigitView(_render(soft, keep, soft > level * EDGE, size, box), _problem(rgb, keep, pieces))
+    return DigitView(_render(soft, keep, soft > level * EDGE, size, box), _problem(im, keep, pieces))
 
 
 def _shrink(im: Image.Image) -> Image.Image:
-    im = im if im.mode in ("RGB", "L") else im.convert("RGB")
     scale = WORK_SIDE / max(im.size)
     if scale < 1:
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
@@ -215,9 +213,10 @@ def _join(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         label = new
 
 
-def _problem(rgb: Image.Image, keep: np.ndarray, pieces: _Pieces) -> str | None:
+def _problem(im: Image.Image, keep: np.ndarray, pieces: _Pieces) -> str | None:
     """Why the photo does not look like a digit, or None (the limits are measured: see the constants)."""
-    if rgb.mode == "RGB":
+    if im.mode not in ("L", "1", "I", "F", "I;16"):
+        rgb = _shrink(im.convert("RGB"))
         background = np.asarray(rgb, dtype=np.float32)[~_grow(keep, 3)]
         if len(background) and colourfulness(background) > COLOURFUL:
             return "a colourful photo"
