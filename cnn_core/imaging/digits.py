@@ -11,7 +11,7 @@ numpy and Pillow; about 5-10 ms a photo.
 
 The same measurements tell when a photo does not look like a digit at all (``DigitView.problem``, for a
 warning beside the answer): no ink, a colourful background, many pieces, ink filling the picture, or shapes
-that are not pen strokes. Measured with the demo: 0 of 1,040 digits flagged (MNIST, MNIST digits on photographed
+that are not pen strokes. Measured with the demo: 1 of 1,040 digits flagged (MNIST, MNIST digits on photographed
 paper, scikit-learn's digits at 8x8 and 32x32, printed digits); CIFAR-10 test photos 84-88% flagged, 91% warned
 (flagged or under 50% sure). tests/imaging/test_digits.py holds the checks.
 """
