@@ -24,6 +24,7 @@ from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
+from cnn_core.evaluation.examples import class_examples
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
@@ -331,6 +332,23 @@ def evaluation(run: str, runs_root: str, mtime: float, split: str = "test") -> d
 @st.cache_data(max_entries=64, show_spinner=False)
 def images_of(run: str, runs_root: str, mtime: float, split: str, indices: tuple[int, ...]) -> list[np.ndarray]:
     return split_images(run, split, list(indices), runs_root)
+
+
+@st.cache_data(max_entries=16, ttl=600, show_spinner=False)
+def examples_of(run: str, runs_root: str, mtime: float) -> list[tuple[str, np.ndarray]]:
+    """One image per class of the run's test split; [] when its data is absent or unreadable (Predict shows no
+    strip then: the strip is a courtesy, not something to fail over)."""
+    try:
+        return class_examples(run, runs_root)
+    except CnnError:
+        return []
+
+
+def example_strip(where: Any, run: RunInfo) -> None:
+    """What the model knows, as pictures: a row of one example per class, when the run's data is here."""
+    examples = examples_of(run.name, str(root()), checkpoint_mtime(run.path))
+    if examples:
+        where.image([tile(im, 56, 2) for _, im in examples], caption=[name for name, _ in examples], width=60)
 
 
 def load_predictor(run: RunInfo) -> Predictor | None:
