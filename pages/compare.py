@@ -120,7 +120,7 @@ if photo is not None:
         shown = shown or im
         answers.append({"run": name, "prediction": top[0]["label"], "probability": top[0]["probability"],
                         "runner-up": ", ".join(f"{t['label']} {t['probability']:.0%}" for t in top[1:]),
-                        "classes": tuple(pred.classes)})
+                        "classes": tuple(pred.classes), "doubt": pred.doubt(im)})
     if answers:
         if len({a["classes"] for a in answers}) > 1:  # a digits model and a photo model have nothing to vote on
             for a in answers:
@@ -134,11 +134,12 @@ if photo is not None:
                 st.success(f"All {n} models agree: **{ui.esc(majority)}**.")
             else:
                 st.warning(f"The models disagree: {n} of {len(answers)} say **{ui.esc(majority)}**.")
-        unsure = [a for a in answers if a["probability"] < ui.LOW_CONFIDENCE]
+        unsure = [a for a in answers if a["probability"] < ui.LOW_CONFIDENCE or a["doubt"]]
         if unsure:
-            st.warning(f"Low confidence from {', '.join(ui.esc(a['run']) for a in unsure)} (at most "
-                       f"{max(a['probability'] for a in unsure):.0%}): the photo may show none of the classes "
-                       "those models know, or something they rarely saw in training.")
+            why = ", ".join(f"{ui.esc(a['run'])} ({ui.esc(a['doubt'] or format(a['probability'], '.0%'))})"
+                            for a in unsure)
+            st.warning(f"Low confidence from {why}: the photo may show none of the classes those models know, "
+                       "or something they rarely saw in training.")
         img_col, table_col = st.columns([1, 3])
         img_col.image(ui.thumbnail(shown, 320), caption=photo.name, width="stretch")
         table_col.dataframe(pd.DataFrame(answers)[["agrees", "run", "prediction", "probability", "runner-up"]],

@@ -15,11 +15,9 @@ import streamlit as st
 from cnn_core.config import PRESETS, TrainConfig
 from cnn_core.config.train_config import FIELDS, meta
 from cnn_core.core.errors import CnnError
-from cnn_core.data import data_dir, dataset_info, list_datasets, resolve_under_roots
-from cnn_core.data.uploads import import_zip
+from cnn_core.data import list_datasets
 from cnn_core.engine import distributed
 from cnn_core.engine.device import device_name, pick_device
-from cnn_core.imaging.loader import MAX_BYTES
 from cnn_core.jobs import estimate as estimates
 from cnn_core.jobs import limits
 from cnn_core.jobs import manager as jobs
@@ -30,9 +28,6 @@ from pages import ui
 
 ui.require_router(__file__)  # before anything else: see ui.require_router
 
-FOLDER = "folder:…"  # the choice that reveals a path box for a folder of class subfolders (the operator's)
-SHARED = "shared:…"  # the choice that lists the photo folders found under the data roots (anyone's)
-UPLOAD = "zip:…"  # the choice that reveals an upload of a zip of class folders
 OPTIONS = [n for n in FIELDS if n not in ("model", "dataset", "preset", "extra")]
 
 
@@ -63,17 +58,6 @@ def on_preset_change() -> None:
             st.session_state.tr_dataset = cfg.dataset
 
 
-def dataset_label(name: str) -> str:
-    if name == FOLDER:
-        return "A folder of class subfolders on the server (any path)"
-    if name == SHARED:
-        return "A photo folder on this server (from the class's data folders)"
-    if name == UPLOAD:
-        return "Your own photos (upload a zip of class folders)"
-    info = dataset_info(name)
-    return f"{name} — {info.description}" + ("" if info.locate(data_dir()) else " (not here: will download)")
-
-
 def measure(cfg: TrainConfig, timing_key: dict, why: str = "") -> dict:
     """Time a few real steps of ``cfg`` in a subprocess (jobs.estimate): seconds per epoch, the start-up a training
     process spends before its first batch, and whether another job was training meanwhile (then it is slower)."""
@@ -100,36 +84,6 @@ def job_seconds(cfg: TrainConfig, timing_key: dict) -> float | None:
     if timing is None and not ui.is_operator():
         timing = measure(cfg, timing_key, " (the class has a time limit per job)")
     return timing["epoch"] * cfg.epochs + timing["startup"] if timing else None
-
-
-def shared_dataset() -> str:
-    """A pick list of the photo folders under the data roots (never a free path): ``folder:PATH`` of the one
-    picked, checked to lie under the roots."""
-    rows = {r["name"]: r for r in ui.shared_folders()}
-    name = st.selectbox("Photo folder", list(rows), key="tr_shared",
-                        format_func=lambda n: f"{n} — {rows[n]['classes']} classes, {rows[n]['files']:,} files")
-    return f"folder:{resolve_under_roots(name)}" if name else ""
-
-
-def zip_dataset() -> str | None:
-    """The upload box; an accepted zip becomes ``folder:PATH`` (its per-class counts shown), no upload yet "",
-    a refused one None (its one-line reason shown)."""
-    up = st.file_uploader("Zip of class folders", type="zip", key="tr_zip", max_upload_size=MAX_BYTES // 2**20,
-                          help="One folder per class inside (cats/, dogs/, ...), or train/ and test/ with those "
-                               "inside. The same zip uploaded again is not unpacked twice.")
-    if up is None:
-        return ""
-    try:
-        info = import_zip(up.getvalue())
-    except CnnError as e:
-        ui.error(e)
-        return None
-    counts = info["counts"]
-    st.dataframe(pd.DataFrame([{"class": c, **{s: counts[s].get(c, 0) for s in counts}} for c in info["classes"]]),
-                 hide_index=True)
-    for note in info["notes"]:
-        (st.warning if note.startswith("warning") else st.caption)(ui.esc(note))
-    return f"folder:{info['path']}"
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -298,8 +252,7 @@ manager = jobs.manager()
 if "tr_model" not in st.session_state:
     st.session_state.tr_model = ui.smallest_model()
     on_model_change()
-    present = [d for d in list_datasets() if dataset_info(d).locate(data_dir())]
-    st.session_state.tr_dataset = (present or list_datasets())[0]
+    st.session_state.tr_dataset = ui.first_present_dataset()
 
 st.title("Train")
 ui.visitor_note("train on the built-in datasets or a zip of your own photos and cancel your own jobs",
@@ -326,24 +279,7 @@ st.selectbox("Start from a recipe (optional)", [""] + sorted(PRESETS), key="tr_p
 left, right = st.columns(2)
 with left:
     # a server path: the operator's only; the photo folders under the data roots: anyone's
-    sources = list_datasets() + [UPLOAD] + ([SHARED] if ui.shared_folders() else []) + (
-        [FOLDER] if ui.is_operator() else [])
-    if st.session_state.get("tr_dataset") not in sources:
-        st.session_state.pop("tr_dataset", None)
-    choice = st.selectbox("Dataset", sources, key="tr_dataset", format_func=dataset_label)
-    dataset = choice
-    if choice == UPLOAD:
-        dataset = zip_dataset()
-    elif choice == SHARED:
-        dataset = shared_dataset()
-    elif choice == FOLDER:
-        path = st.text_input("Folder on the server", key="tr_folder", placeholder="/path/to/photos",
-                             help="One subfolder per class (cats/, dogs/, ...), or train/ and test/ with those inside.")
-        if st.button("Use this folder", key="tr_folder_use", icon=":material/folder_open:",
-                     help="Reads the folder now (typing does not: a path is scanned only when you ask)."):
-            st.session_state.tr_folder_used = path.strip()
-        used = st.session_state.get("tr_folder_used")
-        dataset = f"folder:{used}" if used and used == path.strip() else ""
+    choice, dataset = ui.choose_dataset("tr")
     st.selectbox("Model", list_models(), key="tr_model", on_change=on_model_change,
                  format_func=lambda n: f"{n} — {get_spec(n).description}",
                  help="Changing the model loads its recommended options.")
@@ -372,7 +308,7 @@ nproc = len(gpus) if all_gpus and st.session_state.tr_device != "cpu" else 1
 cfg: TrainConfig | None = None
 try:
     if not dataset:
-        raise CnnError("upload a zip of your photos (one folder per class)" if choice == UPLOAD else
+        raise CnnError("upload a zip of your photos (one folder per class)" if choice == ui.UPLOAD else
                        "enter the folder that holds your photos (one subfolder per class), then press Use this folder")
     cfg = make_config(model=st.session_state.tr_model, dataset=dataset, preset=st.session_state.tr_preset,
                       **{n: st.session_state[f"tr_{n}"] for n in OPTIONS if f"tr_{n}" in st.session_state})

@@ -25,6 +25,7 @@ from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
 from cnn_core.data.uploads import import_zip
+from cnn_core.evaluation.examples import class_examples
 from cnn_core.evaluation.explain import explain, grad_cam, overlay
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import run_report, split_images
@@ -366,9 +367,26 @@ def explained(run: str, runs_root: str, mtime: float, digest: str, _data: bytes,
     ex = explain(pred, _data, target, k=8, top=10)
     return {"label": ex.heatmap.label, "probability": ex.heatmap.probability, "grid": ex.heatmap.grid,
             **ex.overlays(DISPLAY_SIDE // 2, 224), "input": enlarge(ex.view, 160), "top_k": ex.top_k,
-            "shape": (pred.channels, pred.size, pred.size),
+            "shape": (pred.channels, pred.size, pred.size), "prepared": pred.prepare is not None,
             "stages": [{"name": s.name, "shape": s.shape, "grid": s.grid()} for s in ex.stages],
             "filters": ex.filters}
+
+
+@st.cache_data(max_entries=16, ttl=600, show_spinner=False)
+def examples_of(run: str, runs_root: str, mtime: float) -> list[tuple[str, np.ndarray]]:
+    """One image per class of the run's test split; [] when its data is absent or unreadable (Predict shows no
+    strip then: the strip is a courtesy, not something to fail over)."""
+    try:
+        return class_examples(run, runs_root)
+    except CnnError:
+        return []
+
+
+def example_strip(where: Any, run: RunInfo) -> None:
+    """What the model knows, as pictures: a row of one example per class, when the run's data is here."""
+    examples = examples_of(run.name, str(root()), checkpoint_mtime(run.path))
+    if examples:
+        where.image([tile(im, 56, 2) for _, im in examples], caption=[name for name, _ in examples], width=60)
 
 
 def load_predictor(run: RunInfo) -> Predictor | None:
@@ -446,11 +464,15 @@ def why_and_inside(run: RunInfo, data: bytes, key: str) -> None:
             help="Grad-CAM: where in the image the evidence for that class lies (bright: strong evidence).")
         if target and target != labels[0]:
             ex = explanation(run, data, target) or ex
-        on_photo, on_view = st.columns([3, 2])
-        on_photo.image(ex["photo"], caption=f"{esc(ex['label'])} ({ex['probability']:.0%}): over the photo",
-                       width="stretch")
-        on_view.image(ex["view"], caption=f"over what the model sees ({ex['shape'][1]}x{ex['shape'][2]})",
-                      width="stretch")
+        said = f"{esc(ex['label'])} ({ex['probability']:.0%})"
+        if ex["prepared"]:  # the model saw the digit cut out of the photo: the map belongs to that view alone
+            st.image(ex["view"], caption=f"{said}: over what the model sees ({ex['shape'][1]}x{ex['shape'][2]}, "
+                     "the digit found and centred)", width=224)
+        else:
+            on_photo, on_view = st.columns([3, 2])
+            on_photo.image(ex["photo"], caption=f"{said}: over the photo", width="stretch")
+            on_view.image(ex["view"], caption=f"over what the model sees ({ex['shape'][1]}x{ex['shape'][2]})",
+                          width="stretch")
     with st.expander("Inside the network: what each stage sees", icon=":material/layers:"):
         c, h, w = ex["shape"]
         st.caption(f"The image flows left to right (on a phone, top to bottom): the input ({c}×{h}×{w}), then each "

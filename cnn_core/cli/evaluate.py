@@ -61,7 +61,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['image']}: error: {r['error']}")
             else:
-                print(f"{r['image']}: " + ", ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"]))
+                doubt = f" (but {r['doubt']})" if "doubt" in r else ""
+                print(f"{r['image']}: " + ", ".join(f"{t['label']} {t['probability']:.1%}" for t in r["top_k"]) + doubt)
     return 2 if any("error" in r for r in results) else 0
 
 

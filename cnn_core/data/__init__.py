@@ -12,6 +12,7 @@ from .registry import (
     is_photo_dataset,
     list_datasets,
     load_dataset,
+    photo_preparation,
     register_dataset,
     register_prefix,
     stratified_split,
@@ -20,6 +21,6 @@ from .registry import (
 from .roots import folder_datasets, resolve_under_roots
 
 __all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_info", "dataset_present",
-           "dataset_table",
-           "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset", "register_dataset",
+           "dataset_table", "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset",
+           "photo_preparation", "register_dataset",
            "register_prefix", "resolve_under_roots", "stratified_split", "stratified_subset"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
+from ..imaging.digits import MNIST_BOX
 from .cache import cached_arrays, fingerprint, read_folder_split, read_zip_split, to_dataset
 from .registry import Dataset, register_dataset, stratified_split
 
@@ -137,8 +138,9 @@ def _where(k: _Known) -> Callable[[Path], str | None]:
 
 
 register_dataset("digits", "scikit-learn's 1,797 handwritten digits, 8x8 grayscale (bundled, no download)", 10, False,
-                 _load_digits, lambda ddir: "bundled with scikit-learn", channels=1)
+                 _load_digits, lambda ddir: "bundled with scikit-learn", channels=1,
+                 digit_box=1.0)  # measured: every one of the 1,797 digits spans all 8 rows
 register_dataset("mnist", "MNIST: 70,000 handwritten digits, 28x28 grayscale", 10, False,
-                 lambda d, c: _load_known(_MNIST, d, c), _where(_MNIST), channels=_MNIST.channels)
+                 lambda d, c: _load_known(_MNIST, d, c), _where(_MNIST), channels=_MNIST.channels, digit_box=MNIST_BOX)
 register_dataset("cifar10", "CIFAR-10: 60,000 photos in 10 classes, 32x32 RGB", 10, True,
                  lambda d, c: _load_known(_CIFAR, d, c), _where(_CIFAR), channels=_CIFAR.channels)

@@ -54,6 +54,7 @@ class DatasetInfo:
     loader: Callable[[Path, Path], Dataset]  # (data_dir, cache_dir) -> Dataset
     locate: Callable[[Path], str | None]  # where it would be read from, None when absent and download is needed
     channels: int = 3  # 1: grayscale images (digits), 3: colour photos
+    digit_box: float | None = None  # handwritten digits: how much of the frame the ink's longer side fills
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
@@ -179,10 +180,19 @@ def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
 
 
 def register_dataset(name: str, description: str, classes: int, flip: bool, loader: Callable[[Path, Path], Dataset],
-                     locate: Callable[[Path], str | None], channels: int = 3) -> None:
+                     locate: Callable[[Path], str | None], channels: int = 3, digit_box: float | None = None) -> None:
     if name in _DATASETS:
         raise ValueError(f"dataset {name!r} is already registered")
-    _DATASETS[name] = DatasetInfo(name, description, classes, flip, loader, locate, channels)
+    _DATASETS[name] = DatasetInfo(name, description, classes, flip, loader, locate, channels, digit_box)
+
+
+def photo_preparation(name: str) -> dict[str, object] | None:
+    """How a photo must be prepared to look like ``name``'s images, as a checkpoint records it: for digit
+    datasets ``{"kind": "digits", "box": ...}`` (see imaging.digits), None for photos and folders."""
+    info = _DATASETS.get(name)
+    if info is None or info.digit_box is None:
+        return None
+    return {"kind": "digits", "box": info.digit_box}
 
 
 def is_photo_dataset(name: str) -> bool:

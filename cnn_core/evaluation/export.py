@@ -20,7 +20,8 @@ from torch import nn
 
 from ..core.errors import CnnError
 from ..core.files import atomic_write_bytes, write_json
-from ..runs.checkpoint import load_checkpoint, model_from_checkpoint
+from ..imaging.digits import STEPS
+from ..runs.checkpoint import input_spec, load_checkpoint, model_from_checkpoint
 from ..runs.rundir import RunDir
 
 FORMATS = {"pt2": "model.pt2", "onnx": "model.onnx"}
@@ -65,8 +66,9 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 def preprocessing(ckpt: dict[str, Any], run: str) -> dict[str, Any]:
     """Everything between an image file and the class name, for code that has only the export."""
-    inp = ckpt["input"]
+    inp = input_spec(ckpt)
     c, s = int(inp["channels"]), int(inp["size"])
+    prepare = _prepare_steps(inp["prepare"], s)
     return {
         "run": run,
         "model": ckpt["model"]["name"],
@@ -74,15 +76,26 @@ def preprocessing(ckpt: dict[str, Any], run: str) -> dict[str, Any]:
         "best_val_accuracy": ckpt.get("best_val_accuracy"),
         "input": {"layout": "NCHW", "dtype": "float32", "channels": c, "color": "L" if c == 1 else "RGB",
                   "height": s, "width": s, "batch": {"min": 1, "max": MAX_BATCH},
-                  "resize": "whole image to height x width, bilinear (no crop)",
+                  "resize": "whole image to height x width, bilinear (no crop)" if prepare is None else
+                  "none: the steps under 'prepare' give height x width",
                   "scale": 1 / 255, "mean": list(inp["mean"]), "std": list(inp["std"]),
-                  "formula": "x[c] = (pixel[c] / 255 - mean[c]) / std[c]"},
+                  "formula": "x[c] = (pixel[c] / 255 - mean[c]) / std[c]", "prepare": prepare},
         "output": {"name": "logits", "shape": ["batch", len(ckpt["classes"])],
                    "probabilities": "softmax over the last axis"},
         "classes": list(ckpt["classes"]),
         "tta": bool(ckpt.get("config", {}).get("tta", False)),  # if true, cnn_core averages with the mirror image
         "torch_version": str(torch.__version__),
     }
+
+
+def _prepare_steps(prepare: dict[str, Any] | None, size: int) -> dict[str, Any] | None:
+    """A digit model's photo preparation, in words precise enough to reimplement without cnn_core."""
+    if prepare is None:
+        return None
+    return {**prepare, "size": size, "steps": list(STEPS),
+            "about": "a photo of a handwritten digit is made to look like the training images before the formula "
+                     "above: code without cnn_core can reproduce it by following these steps in order (numpy and "
+                     "Pillow suffice); cnn_core.imaging.digits.prepare_digit(image, size, box) is the reference"}
 
 
 def load_exported(path: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:

@@ -15,8 +15,9 @@ from torch import nn
 from ..core.errors import CheckpointError, ImageError
 from ..engine.batches import Normalize
 from ..engine.device import threads
+from ..imaging.digits import WORK_SIDE, prepare_digit
 from ..imaging.loader import load_image, to_model_array
-from ..runs.checkpoint import load_checkpoint, model_from_checkpoint
+from ..runs.checkpoint import input_spec, load_checkpoint, model_from_checkpoint
 from ..runs.rundir import RunDir
 
 # Up to this many photos run their forward pass on one thread. Beside a training job that keeps the cores
@@ -38,9 +39,13 @@ class Predictor:
     tta: bool
     run: str
     model_name: str = ""  # its registry name: explanations look up which layers to show
+    prepare: dict[str, Any] | None = None  # a digit model's photo preparation (imaging.digits), None: resize only
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)  # the layout Normalize gives
+        if self.prepare is not None and self.prepare.get("kind") != "digits":
+            raise CheckpointError(f"the checkpoint asks for a photo preparation this version does not know "
+                                  f"({self.prepare.get('kind')!r}); update cnn_core")
 
     @classmethod
     def from_run(cls, run: str | os.PathLike, root: str | os.PathLike | None = None,
@@ -53,10 +58,11 @@ class Predictor:
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt)
         try:
-            inp = ckpt["input"]
+            inp = input_spec(ckpt)
             p = cls(model, list(ckpt["classes"]), int(inp["size"]), int(inp["channels"]), list(inp["mean"]),
-                    list(inp["std"]), bool(ckpt.get("config", {}).get("tta", False)), run or Path(path).parent.name)
-        except (KeyError, TypeError, ValueError) as e:
+                    list(inp["std"]), bool(ckpt.get("config", {}).get("tta", False)), run or Path(path).parent.name,
+                    prepare=inp["prepare"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"checkpoint {Path(path).name} lacks its preprocessing ({e})") from None
         p.model_name = str(ckpt["model"]["name"])  # model_from_checkpoint built it from this name
         out_features = _num_outputs(model, p)
@@ -66,18 +72,35 @@ class Predictor:
         return p
 
     def load(self, source: str | os.PathLike | bytes) -> Image.Image:
-        """The shared safe loader, decoding JPEGs only as finely as this model needs."""
-        return load_image(source, draft_size=self.size)
+        """The shared safe loader, decoding JPEGs only as finely as this model needs (a digit model looks for
+        a small digit in the whole photo, so it needs more than its own size)."""
+        return load_image(source, draft_size=self.size if self.prepare is None else WORK_SIDE)
+
+    def prepared(self, im: Image.Image) -> tuple[np.ndarray, str | None]:
+        """What the model is given, uint8 (C, size, size), and for a digit model why the photo does not look
+        like a digit (None when it does, and always for other models)."""
+        if self.prepare is None:
+            return to_model_array(im, self.size, self.channels), None
+        view = prepare_digit(im, self.size, float(self.prepare["box"]))
+        arr = np.repeat(view.image[None], self.channels, 0)  # (C, size, size)
+        return arr, view.problem and f"it does not look like a handwritten digit ({view.problem})"
+
+    def doubt(self, im: Image.Image) -> str | None:
+        """Why this model's answer on ``im`` means little, before looking at the answer (see ``prepared``)."""
+        return self.prepared(im)[1]
 
     def model_view(self, im: Image.Image) -> Image.Image:
-        """The image as the model sees it (resized, in its channels), for display."""
-        arr = to_model_array(im, self.size, self.channels)
+        """The image as the model sees it (prepared or resized, in its channels), for display."""
+        arr = self.prepared(im)[0]
         return Image.fromarray(arr[0] if self.channels == 1 else arr.transpose(1, 2, 0))
 
-    @torch.inference_mode()
     def probabilities(self, images: list[Image.Image]) -> np.ndarray:
         """(N, classes) softmax probabilities."""
-        x = torch.from_numpy(np.stack([to_model_array(im, self.size, self.channels) for im in images]))
+        return self._probabilities([self.prepared(im)[0] for im in images])
+
+    @torch.inference_mode()
+    def _probabilities(self, arrays: list[np.ndarray]) -> np.ndarray:
+        x = torch.from_numpy(np.stack(arrays))
         x = Normalize(tuple(self.mean), tuple(self.std), self.size)(x)
         with threads(1 if len(x) <= SMALL_BATCH else torch.get_num_threads()):
             if self.tta:  # the image and its mirror in one forward pass
@@ -88,7 +111,9 @@ class Predictor:
         return torch.softmax(logits, 1).numpy()
 
     def top_k(self, images: list[Image.Image], k: int = 3) -> list[list[dict[str, Any]]]:
-        probs = self.probabilities(images)
+        return self._top(self.probabilities(images), k)
+
+    def _top(self, probs: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
         k = max(1, min(k, len(self.classes)))
         out = []
         for row in probs:
@@ -98,13 +123,15 @@ class Predictor:
 
     def predict_files(self, sources: list[str | os.PathLike | bytes], k: int = 3,
                       names: list[str] | None = None) -> list[dict[str, Any]]:
-        """Per source ``{"image", "top_k"}`` or ``{"image", "error"}``: one bad file never stops the rest."""
+        """Per source ``{"image", "top_k"}`` (plus ``"doubt"`` when a digit model's photo does not look like a
+        digit) or ``{"image", "error"}``: one bad file never stops the rest."""
         results: list[dict[str, Any]] = []
         for i, src in enumerate(sources):
             name = names[i] if names else (str(src) if not isinstance(src, (bytes, bytearray)) else f"image {i + 1}")
             try:
-                im = self.load(src)
-                results.append({"image": name, "top_k": self.top_k([im], k)[0]})
+                arr, doubt = self.prepared(self.load(src))
+                results.append({"image": name, "top_k": self._top(self._probabilities([arr]), k)[0]}
+                               | ({"doubt": doubt} if doubt else {}))
             except ImageError as e:
                 results.append({"image": name, "error": str(e)})
         return results

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..core.errors import CheckpointError, CnnError
 from ..core.files import atomic_write_bytes
+from ..data import photo_preparation
 from ..models.registry import build_model
 
 FORMAT = 1
@@ -52,6 +53,16 @@ def load_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict[str, An
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
         raise CheckpointError(f"checkpoint {path.name} is not a cnn_core checkpoint (no format/state_dict)")
     return ckpt
+
+
+def input_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's preprocessing: size, channels, mean, std, and ``prepare`` (how a photo is made to look
+    like the training images, None for none). Checkpoints saved before ``prepare`` existed get it from their
+    config's dataset, so a committed digits run prepares photos without being rewritten."""
+    inp = dict(ckpt["input"])
+    if "prepare" not in inp:
+        inp["prepare"] = photo_preparation(str(ckpt.get("config", {}).get("dataset", "")))
+    return inp
 
 
 def _build_described(ckpt: dict[str, Any]) -> nn.Module:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..config.train_config import TrainConfig
+from ..data import photo_preparation
 from ..engine.prepared import Prepared
 from ..runs.checkpoint import FORMAT
 from ..runs.rundir import RunDir
@@ -171,7 +172,8 @@ def checkpoint_payload(state: FitState) -> dict[str, Any]:
                                                 "input_size": prep.size, **cfg.extra}},
         "state_dict": sd,
         "classes": list(prep.classes),
-        "input": {"size": prep.size, "channels": prep.channels, "mean": list(prep.mean), "std": list(prep.std)},
+        "input": {"size": prep.size, "channels": prep.channels, "mean": list(prep.mean), "std": list(prep.std),
+                  "prepare": photo_preparation(cfg.dataset)},  # a photo of a digit made to look like the data
         "config": cfg.to_dict(),
         "metrics": state.history,
         "epoch": state.epoch,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+import shutil
+from pathlib import Path
 
 import pytest
 from app_util import chart_data, charts, digit_png, jpeg, open_page, shown, texts
+from datasets_util import have_dataset
+from photos_util import colourful_photo, digit_photo
 from PIL import Image
 
 from cnn_core.evaluation.predictor import Predictor
@@ -40,8 +44,9 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
     assert list(bars["label"]) == [t["label"] for t in expected]
     assert bars["probability"].tolist() == pytest.approx([t["probability"] for t in expected])
     assert f"{expected[0]['label']} · {expected[0]['probability']:.1%}" in texts(at)
-    images = at.get("image")
-    assert "what the model sees (32x32)" in images[1].captions[0]
+    strip, photo, seen = at.get("image")[:3]  # the strip of its classes (the digits data is bundled), then the upload
+    assert strip.captions == [str(i) for i in range(10)]
+    assert photo.captions == ["digit.png"] and "what the model sees (32x32" in seen.captions[0]
 
 
 def test_low_confidence_is_flagged(app_env, monkeypatch):
@@ -62,7 +67,7 @@ def test_camera_photo_is_classified(app_env):
     at.camera_input(key="pr_camera").set_value(("shot.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and not at.error
     assert len(charts(at)) == 2  # the top-k bars, and the probabilities inside the network
-    assert "camera photo" in at.get("image")[0].captions[0]
+    assert "camera photo" in at.get("image")[1].captions[0]
 
 
 def test_an_unusable_checkpoint_is_an_error_not_a_crash(app_env):
@@ -107,15 +112,17 @@ def test_why_shows_the_heatmap_for_the_top_class_and_on_a_tap_for_the_runner_up(
     choice = at.segmented_control(key="pr_0_why")
     assert choice.value == top[0]["label"] and choice.options == [
         f"{t['label']} ({w})" for t, w in zip(top, ("top class", "runner-up"))]
+    # a digit model sees the digit cut out of the photo: its heatmap is shown over that view only
     overlays = why.get("image")
-    assert len(overlays) == 2 and overlays[0].captions[0].startswith(f"{top[0]['label']} (")
-    first = [o.value[0] for o in overlays]
+    assert len(overlays) == 1 and overlays[0].captions[0].startswith(f"{top[0]['label']} (")
+    first = overlays[0].value[0]
     choice.set_value(top[1]["label"]).run()
     assert not at.exception and not at.error
     overlays = at.expander[0].get("image")
     h = grad_cam(p, im, top[1]["label"])
-    assert overlays[0].captions[0] == f"{h.label} ({h.probability:.0%}): over the photo"
-    assert [o.value[0] for o in overlays] != first and overlays[1].value[0] != first[1]  # other heatmaps
+    assert overlays[0].captions[0] == (f"{h.label} ({h.probability:.0%}): over what the model sees (32x32, the "
+                                       "digit found and centred)")
+    assert overlays[0].value[0] != first  # another heatmap
 
     inside = at.expander[1]
     assert inside.label.startswith("Inside the network")
@@ -127,3 +134,49 @@ def test_why_shows_the_heatmap_for_the_top_class_and_on_a_tap_for_the_runner_up(
     assert inside.get("image")[1].captions == ["the first layer's filters (gray is zero)"]
     bars = chart_data(charts(at)[-1])  # after the top-k bars (k = 3), the top 5 inside
     assert list(bars["label"]) == [t["label"] for t in p.top_k([im], 5)[0]]
+
+
+@pytest.fixture
+def mnist_demo(tmp_path, monkeypatch):
+    """Only the committed MNIST demo, as a fresh clone has it."""
+    root = tmp_path / "runs"
+    demo = Path(__file__).resolve().parents[2] / "checkpoints" / "demo-mnist-lenet5"
+    shutil.copytree(demo, root / demo.name)
+    monkeypatch.setenv("CNN_CHECKPOINTS", str(root))
+    return root
+
+
+def _upload(at, *photos: tuple[str, Image.Image]):
+    files = [(name, _jpeg_bytes(im), "image/jpeg") for name, im in photos]
+    return at.file_uploader(key="pr_files").set_value(files).run()
+
+
+def test_the_mnist_demo_prepares_a_digit_photo_and_warns_on_a_holiday_snap(mnist_demo, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path / "no-data"))  # a fresh clone: no MNIST, so no strip either
+    at = open_page("predict")
+    assert at.selectbox(key="pr_run").value == "demo-mnist-lenet5" and not at.exception
+    assert "finds the digit in a photo" in texts(at)
+    _upload(at, ("four.jpg", digit_photo(4, dark_on_light=True, textured=True, seed=4)),
+            ("holiday.jpg", colourful_photo()))
+    assert not at.exception and not at.error
+    photo, seen = at.get("image")[:2]  # no strip: the data is absent
+    assert "the digit found and centred" in seen.captions[0] and photo.captions == ["four.jpg"]
+    p = Predictor.from_run("demo-mnist-lenet5", mnist_demo)
+    best = p.top_k([p.load(_jpeg_bytes(digit_photo(4, True, True, seed=4)))], 1)[0][0]
+    assert best["label"] == "4" and f"4 · {best['probability']:.1%}" in texts(at)
+    warnings = [shown(w) for w in at.warning]
+    assert len(warnings) == 1  # the digit gets none, the holiday snap one line
+    assert "does not look like a handwritten digit (a colourful photo)" in warnings[0] and "\n" not in warnings[0]
+
+
+@pytest.mark.skipif(not have_dataset("mnist"), reason="MNIST is not in the data dir")
+def test_the_strip_shows_one_example_per_class_when_the_data_is_here(mnist_demo):
+    at = open_page("predict")
+    strip = at.get("image")[0]
+    assert strip.captions == [str(i) for i in range(10)] and not at.exception
+
+
+def _jpeg_bytes(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=90)
+    return buf.getvalue()

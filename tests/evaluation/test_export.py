@@ -75,10 +75,16 @@ def test_preprocessing_json_is_enough_to_reproduce_predictions(digits_run):
 
     ds = load_dataset("digits")
     pil = [Image.fromarray(ds.x_test[i, 0].numpy(), "L") for i in range(6)]
-    # what a deployment would write, with nothing but the JSON and numpy
+    # what a deployment would write, with nothing but the JSON and numpy (a digits model's photo preparation is
+    # a list of steps there; its reference implementation stands in for the deployment's own)
     inp = pre["input"]
-    arr = np.stack([np.asarray(im.convert(inp["color"]).resize((inp["width"], inp["height"]), Image.BILINEAR),
-                               dtype=np.float32)[None] for im in pil])  # (N, 1, H, W)
+    prep = inp["prepare"]
+    assert prep["kind"] == "digits" and prep["box"] == 1.0 and prep["size"] == 32 and len(prep["steps"]) >= 8
+    assert "without cnn_core can reproduce" in prep["about"] and "none" in inp["resize"]
+    from cnn_core.imaging.digits import prepare_digit
+
+    arr = np.stack([prepare_digit(im.convert(inp["color"]), prep["size"], prep["box"]).image.astype(np.float32)[None]
+                    for im in pil])  # (N, 1, H, W)
     mean = np.array(inp["mean"], dtype=np.float32)[None, :, None, None]
     std = np.array(inp["std"], dtype=np.float32)[None, :, None, None]
     x = ((arr * inp["scale"] - mean) / std).astype(np.float32)

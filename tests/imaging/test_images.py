@@ -7,6 +7,7 @@ decode, rotation or composite turns it into another class). Refused files get on
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 
@@ -253,7 +254,9 @@ def reader(digits_run):
     """The trained digits model, and digit pictures (32x32, as the model saw them) that it reads correctly
     and confidently, but not when they are turned sideways, inverted, blank white or blank black: so a
     decoding mistake in any format shows up as a wrong answer."""
-    p = Predictor.from_run(digits_run)
+    # without the digit preparation (tests/imaging/test_digits.py): it would undo an inverted image, so a
+    # transparency composited on black instead of white would go unnoticed
+    p = dataclasses.replace(Predictor.from_run(digits_run), prepare=None)
     ds = load_dataset("digits")
     x = F.interpolate(ds.x_test[:120].float(), size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
     pics = [Image.fromarray(a[0].numpy(), "L") for a in x.round().clamp(0, 255).to(torch.uint8)]

@@ -101,11 +101,13 @@ def test_cancel_stops_a_real_run_at_the_next_batch(runs, manager):
     assert job.run_dir.info().state == "cancelled"
 
 
-def test_a_run_that_fails_reports_the_clis_message(runs, manager):
-    job = manager.submit(TrainConfig(**{**TINY, "dataset": "nosuchset"}), name="bad", root=runs)
+def test_a_run_that_fails_reports_the_clis_message(runs, manager, tmp_path):
+    """A folder that is gone by the time the job starts (its name is fine, so the job is queued): the job
+    fails with the command line's own one-line message."""
+    job = manager.submit(TrainConfig(**{**TINY, "dataset": f"folder:{tmp_path / 'gone'}"}), name="bad", root=runs)
     manager.wait(job.id, timeout=120)
     assert job.state == "failed" and job.returncode == 2
-    assert "unknown dataset 'nosuchset'" in job.message and not job.message.startswith("error:")
+    assert "does not exist" in job.message and not job.message.startswith("error:")
     assert not (runs / "bad").exists()  # it never trained: the job keeps the message, the runs list stays clean
 
 
