@@ -120,7 +120,7 @@ def test_predict_an_uploaded_photo(server, page, tmp_path):
     bad = tmp_path / "holiday.jpg"
     bad.write_text("not a photo")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([digit_file(tmp_path), bad])
-    page.get_by_text("what the model sees (32x32)").wait_for()
+    page.get_by_text("what the model sees (32x32").first.wait_for()  # digits: ", the digit found and centred)"
     settle(page)
     heading = page.get_by_role("heading", level=3).filter(has_text="%").first.inner_text()
     label, prob = heading.split(" · ")
