@@ -15,7 +15,7 @@ from ..config.argv import config_args
 from ..config.train_config import TrainConfig
 from ..core import settings
 from ..training.lr_curve import ResultFile
-from .manager import Job
+from .job import Job
 
 KIND = "lr-find"
 KEEP = 20  # result files; each is a few kilobytes
