@@ -203,9 +203,9 @@ def test_cli_trains_evaluates_and_resumes_a_folder_run_on_its_saved_split(tmp_pa
     assert rep["count"] == 9 and rep["classes"] == ["bright", "dark", "stripes"]
     assert rep["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4)
 
-    p = cli("train", "--resume", "own", "--json", env=env)  # nothing left to run, but on the same split
+    p = cli("train", "--resume", "own", "--epochs", "13", "--json", env=env)  # one more epoch, on the same split
     assert p.returncode == 0, p.stderr
-    assert "(57 train / 9 val / 9 test" in p.stdout
+    assert "(57 train / 9 val / 9 test" in p.stdout and json.loads(p.stdout.splitlines()[-1])["epochs_run"] == 13
     assert json.loads((run / "split.json").read_text()) == split
 
     p = cli("predict", "own", str(root / "bright" / "img000.jpg"), "--json", env=env)

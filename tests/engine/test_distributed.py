@@ -201,7 +201,9 @@ def test_only_rank_zero_writes_files_and_prints(two_process):
     root, _, out = two_process
     assert [p.name for p in root.iterdir()] == ["ddp"]  # one run folder, named by rank 0 for both
     files = sorted(p.name for p in (root / "ddp").iterdir())
-    assert files == ["best.pt", "config.json", "last.pt", "metrics.csv", "model_card.md", "status.json"]  # no temp
+    saved = ["best.pt", "config.json", "last.pt", "metrics.csv", "model_card.md", "status.json", RunDir.INSIGHT,
+             *RunDir.INSIGHT_IMAGES.values(), *RunDir.REPORTS.values()]
+    assert files == sorted(saved)  # the run's files once each, and no temporary file
     assert [r["epoch"] for r in RunDir(root / "ddp").metrics()] == list(range(1, CFG.epochs + 1))
     assert out.count("epoch 1/12 ") == 1 and out.count("best val acc") == 1
     assert TrainConfig.from_dict(read_json(root / "ddp" / "config.json")) == CFG

@@ -179,7 +179,7 @@ def test_fine_tuning_run_loads_weights_once_and_its_checkpoint_needs_no_weights(
     pred = Predictor.from_run("ft")
     assert pred.size == 64 and pred.mean == pytest.approx(list(pt.IMAGENET_MEAN_STD[0]))
     lines.clear()
-    train_run(cfg, resume="ft", callbacks=[Hooks(log=lines.append)])  # from last.pt, never from ImageNet again
+    train_run(resume="ft", epochs=cfg.epochs + 1, callbacks=[Hooks(log=lines.append)])  # from last.pt, not ImageNet
     assert not any("loaded ImageNet" in line for line in lines)
 
 
