@@ -141,7 +141,7 @@ if photo is not None:
             st.warning(f"Low confidence from {why}: the photo may show none of the classes those models know, "
                        "or something they rarely saw in training.")
         img_col, table_col = st.columns([1, 3])
-        img_col.image(ui.thumbnail(shown, 320), caption=photo.name, width="stretch")
+        img_col.image(ui.thumbnail(shown, 320), caption=ui.esc(photo.name), width="stretch")
         table_col.dataframe(pd.DataFrame(answers)[["agrees", "run", "prediction", "probability", "runner-up"]],
                             hide_index=True, width="stretch",
                             column_config={"probability": st.column_config.ProgressColumn(

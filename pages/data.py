@@ -99,7 +99,7 @@ if st.button("Shuffle", key="da_shuffle", icon=":material/shuffle:", help="Other
 rows = preview.samples(lk, PER_CLASS, st.session_state.da_seed)
 for name, row in list(zip(s.classes, rows))[:MAX_CLASSES]:
     if row:
-        st.image(sheet([row]), caption=name, width="content", output_format="PNG")
+        st.image(sheet([row]), caption=ui.esc(name), width="content", output_format="PNG")
 if len(s.classes) > MAX_CLASSES:
     st.caption(f"The first {MAX_CLASSES} of {len(s.classes)} classes.")
 

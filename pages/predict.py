@@ -57,7 +57,8 @@ for n, (name, data) in enumerate(items):
         best = top[0]
         original, seen, probs = st.columns([2, 1, 3])
         # the model's copy of a JPEG is decoded at reduced size; show the photo itself at screen size
-        original.image(ui.thumbnail(load_image(data, draft_size=ui.DISPLAY_SIDE)), caption=name, width="stretch")
+        original.image(ui.thumbnail(load_image(data, draft_size=ui.DISPLAY_SIDE)), caption=ui.esc(name),
+                       width="stretch")
         seen.image(ui.enlarge(pred.model_view(im), 192), caption=f"what the model sees ({pred.size}x{pred.size}"
                    f"{', the digit found and centred' if pred.prepare else ''})", width="content")
         with probs:

@@ -386,7 +386,7 @@ def example_strip(where: Any, run: RunInfo) -> None:
     """What the model knows, as pictures: a row of one example per class, when the run's data is here."""
     examples = examples_of(run.name, str(root()), checkpoint_mtime(run.path))
     if examples:
-        where.image([tile(im, 56, 2) for _, im in examples], caption=[name for name, _ in examples], width=60)
+        where.image([tile(im, 56, 2) for _, im in examples], caption=[esc(name) for name, _ in examples], width=60)
 
 
 def load_predictor(run: RunInfo) -> Predictor | None:

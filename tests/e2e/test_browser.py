@@ -335,6 +335,11 @@ def test_class_names_that_look_like_markdown_are_shown_as_text(browser, tmp_path
             for path in ("predict", "evaluate"):
                 pg.goto(f"{url}/{path}")
                 settle(pg)
+                # a fresh server's first visit goes through the router: wait for the page itself, then settle
+                pg.get_by_role("heading", name=path.capitalize()).wait_for()
+                if path == "predict":
+                    pg.get_by_text(INJECTIONS[0], exact=False).first.wait_for()
+                settle(pg)
                 body = pg.locator('[data-testid="stMain"]')
                 assert pg.locator('a[href*="evil"]').count() == 0, path
                 assert pg.locator('img[src*="evil"]').count() == 0, path
