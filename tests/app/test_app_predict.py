@@ -46,7 +46,7 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
     assert f"{expected[0]['label']} · {expected[0]['probability']:.1%}" in texts(at)
     strip, photo, seen = at.get("image")[:3]  # the strip of its classes (the digits data is bundled), then the upload
     assert strip.captions == [str(i) for i in range(10)]
-    assert photo.captions == ["digit.png"] and "what the model sees (32x32" in seen.captions[0]
+    assert photo.captions == [r"digit\.png"] and "what the model sees (32x32" in seen.captions[0]
 
 
 def test_low_confidence_is_flagged(app_env, monkeypatch):
@@ -160,7 +160,7 @@ def test_the_mnist_demo_prepares_a_digit_photo_and_warns_on_a_holiday_snap(mnist
             ("holiday.jpg", colourful_photo()))
     assert not at.exception and not at.error
     photo, seen = at.get("image")[:2]  # no strip: the data is absent
-    assert "the digit found and centred" in seen.captions[0] and photo.captions == ["four.jpg"]
+    assert "the digit found and centred" in seen.captions[0] and photo.captions == [r"four\.jpg"]
     p = Predictor.from_run("demo-mnist-lenet5", mnist_demo)
     best = p.top_k([p.load(_jpeg_bytes(digit_photo(4, True, True, seed=4)))], 1)[0][0]
     assert best["label"] == "4" and f"4 · {best['probability']:.1%}" in texts(at)
