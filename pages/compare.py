@@ -113,14 +113,14 @@ if photo is not None:
             continue
         try:
             im = pred.load(photo.getvalue())
-            top = pred.top_k([im], 3)[0]
+            top, _, doubt = pred.look(im, 3)
         except ImageError as e:
             st.error(f"**{ui.esc(photo.name)}**: {ui.esc(e)}")
             break
         shown = shown or im
         answers.append({"run": name, "prediction": top[0]["label"], "probability": top[0]["probability"],
                         "runner-up": ", ".join(f"{t['label']} {t['probability']:.0%}" for t in top[1:]),
-                        "classes": tuple(pred.classes), "doubt": pred.doubt(im)})
+                        "classes": tuple(pred.classes), "doubt": doubt})
     if answers:
         if len({a["classes"] for a in answers}) > 1:  # a digits model and a photo model have nothing to vote on
             for a in answers:

@@ -53,18 +53,17 @@ for n, (name, data) in enumerate(items):
         except ImageError as e:
             st.error(f"**{ui.esc(name)}**: {ui.esc(e)}")
             continue
-        top = pred.top_k([im], k)[0]
+        top, view, doubt = pred.look(im, k)
         best = top[0]
         original, seen, probs = st.columns([2, 1, 3])
         # the model's copy of a JPEG is decoded at reduced size; show the photo itself at screen size
         original.image(ui.thumbnail(load_image(data, draft_size=ui.DISPLAY_SIDE)), caption=ui.esc(name),
                        width="stretch")
-        seen.image(ui.enlarge(pred.model_view(im), 192), caption=f"what the model sees ({pred.size}x{pred.size}"
+        seen.image(ui.enlarge(view, 192), caption=f"what the model sees ({pred.size}x{pred.size}"
                    f"{', the digit found and centred' if pred.prepare else ''})", width="content")
         with probs:
             st.markdown(f"### {ui.esc(best['label'])} · {best['probability']:.1%}")
             st.altair_chart(ui.probability_chart(top), width="stretch", key=f"pr_bars_{n}")
-            doubt = pred.doubt(im)
             if doubt:
                 st.warning(f"Low confidence: {ui.esc(doubt)}, and this model knows only "
                            f"{ui.esc(', '.join(pred.classes[:12]))}; its answer means little here.")

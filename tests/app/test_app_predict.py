@@ -50,8 +50,8 @@ def test_uploads_get_top_k_bars_and_a_bad_file_its_own_message(app_env):
 
 
 def test_low_confidence_is_flagged(app_env, monkeypatch):
-    monkeypatch.setattr(Predictor, "top_k", lambda self, ims, k=3: [[{"label": "7", "probability": 0.31},
-                                                                     {"label": "1", "probability": 0.29}]])
+    monkeypatch.setattr(Predictor, "_top", lambda self, probs, k=3: [[{"label": "7", "probability": 0.31},
+                                                                      {"label": "1", "probability": 0.29}]])
     at = open_page("predict")
     at.file_uploader(key="pr_files").set_value(("blob.png", digit_png(0)[0], "image/png")).run()
     assert any("Low confidence (31%)" in shown(w) for w in at.warning)
