@@ -289,13 +289,15 @@ with left:
                   placeholder="model-dataset-date, if left empty",
                   help="Letters, digits, - and _. A name that is taken gets -2, -3, ...")
 with right:
-    for name in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "augment", "patience"):
+    for name in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "lookahead", "augment", "patience"):
         if name != "momentum" or st.session_state.tr_optimizer == "sgd":
             ui.config_widget(name, "tr")
 with st.expander("More options"):
     a, b = st.columns(2)
-    for name in ("label_smoothing", "val_fraction", "seed", "tta", "crop_padding"):
+    for name in ("label_smoothing", "val_fraction", "seed", "crop_padding", "crop_fill", "flip_mode"):
         ui.config_widget(name, "tr", a)
+    for name in ("tta", "tta_shift"):
+        ui.config_widget(name, "tr", b)
     for name in ("train_subset", "max_batches", "input_size", "precision", "device"):
         ui.config_widget(name, "tr", b)
 gpus = distributed.visible_gpus()

@@ -15,7 +15,9 @@ from typing import Any
 from ..core.errors import CnnError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adamax")
-SCHEDULES = ("none", "step", "cosine", "onecycle")
+SCHEDULES = ("none", "step", "cosine", "onecycle", "triangle")
+FLIP_MODES = ("random", "alternate")
+CROP_FILLS = ("zeros", "reflect")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -77,8 +79,17 @@ class TrainConfig:
                        "on|off: random crop + flip (flip only where labels allow)", sweep=4)
     crop_padding: int = _f(4, "Crop padding (pixels)", "augmentation: pixels of zero padding before the random crop "
                            "(at most 1 for tiny images)", say="crop padding", lo=0, hi=16)
+    flip_mode: str = _f("random", "Flips (random: a coin per image; alternate: mirrored every other epoch)",
+                        "augmentation: random flips each image by a coin per epoch; alternate by a fixed coin in odd "
+                        "epochs and the opposite in even ones (each image seen both ways every two epochs)",
+                        say="flip mode", choices=FLIP_MODES)
+    crop_fill: str = _f("zeros", "Crop padding fill", "augmentation: what the crop's padding holds: zeros (a black "
+                        "frame) or reflect (the border mirrored)", say="crop fill", choices=CROP_FILLS)
     schedule: str = _f("cosine", "Learning-rate schedule", "how the rate changes over training (stepped per batch)",
                        choices=SCHEDULES, sweep=7)
+    lookahead: bool = _f(False, "Lookahead (weights pulled back to their running average)",
+                         "on|off: every 5 steps after the first quarter of training, the weights are replaced by "
+                         "their exponential moving average, which tightens towards the end; epochs end on it")
     patience: int = _f(0, "Early stopping (epochs without a better validation accuracy, 0 = off)",
                        "stop when validation accuracy has not improved for this many epochs; best.pt keeps the "
                        "best epoch (0: off)", say="early stopping", lo=0, hi=1000, cli="--early-stop")
@@ -100,6 +111,10 @@ class TrainConfig:
                           "(0: all); for smoke tests and benchmarks", say="max batches", lo=0, hi=1_000_000)
     tta: bool = _f(False, "Test-time augmentation (average with the mirror image)",
                    "on|off: evaluate with horizontal-flip test-time augmentation")
+    tta_shift: int = _f(0, "Test-time shifts (pixels; with test-time augmentation)",
+                        "with --tta, also average over two copies shifted this many pixels diagonally each way "
+                        "(mirrored borders): 6 views instead of 2 for the test and the final reports; each epoch's "
+                        "validation keeps the mirror only (0: mirror only)", say="TTA shift", lo=0, hi=4)
     preset: str = _f("", "Recipe", "a named recipe, e.g. cifar10-fast; explicit flags override it")
     extra: dict[str, Any] = _f({}, "Model arguments", "model-specific keyword arguments (no flag: see --finetune)",
                                flag=False)

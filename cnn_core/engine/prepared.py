@@ -76,7 +76,7 @@ def prepare_data(cfg: TrainConfig, data_dir: str | os.PathLike | None = None,
                     x_train.to(dev), ds.y_train[keep_t].to(dev),
                     x_val.to(dev), y_val.to(dev),
                     ds.x_test.to(dev), ds.y_test.to(dev),
-                    augment_for(ds.flip, ds.native_size, cfg.crop_padding))
+                    augment_for(ds.flip, ds.native_size, cfg.crop_padding, cfg.flip_mode, cfg.crop_fill))
 
 
 def eval_batches(prep: Prepared, split: str, batch_size: int = 1024) -> Batches:

@@ -120,6 +120,12 @@ def augment_preview(lk: Look, count: int, times: int, seed: int) -> list[list[np
 def augmentation_text(lk: Look) -> str:
     """What the training augmentation does to this dataset, in words."""
     a = lk.prep.augment
-    shift = f"a random crop after {a.pad} pixel{'s' * (a.pad != 1)} of zero padding" if a.pad else "no shift"
-    flip = "a horizontal flip half of the time" if a.flip else "no flips (a mirrored image would change its label)"
+    fill = "mirrored-border" if a.reflect else "zero"
+    shift = f"a random crop after {a.pad} pixel{'s' * (a.pad != 1)} of {fill} padding" if a.pad else "no shift"
+    if not a.flip:
+        flip = "no flips (a mirrored image would change its label)"
+    elif a.flip_mode == "alternate":
+        flip = "a horizontal flip every other epoch (each image seen both ways in every two epochs)"
+    else:
+        flip = "a horizontal flip half of the time"
     return f"{shift}, {flip}"

@@ -83,7 +83,10 @@ def preprocessing(ckpt: dict[str, Any], run: str) -> dict[str, Any]:
         "output": {"name": "logits", "shape": ["batch", len(ckpt["classes"])],
                    "probabilities": "softmax over the last axis"},
         "classes": list(ckpt["classes"]),
-        "tta": bool(ckpt.get("config", {}).get("tta", False)),  # if true, cnn_core averages with the mirror image
+        # if true, cnn_core averages with the mirror image (engine.forward.tta_logits); with tta_shift N > 0 that
+        # mean weighs half, and the same over two copies shifted N pixels diagonally each way (mirrored borders)
+        "tta": bool(ckpt.get("config", {}).get("tta", False)),
+        "tta_shift": int(ckpt.get("config", {}).get("tta_shift", 0)),
         "torch_version": str(torch.__version__),
     }
 

@@ -85,7 +85,7 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                                          ["test", len(prep.y_test)]]), "",
             f"Input: {inp['channels']} channel(s), {inp['size']}x{inp['size']} pixels, normalised with mean "
             f"{[round(v, 4) for v in inp['mean']]} and std {[round(v, 4) for v in inp['std']]} (on 0..1 values).",
-            f"Augmentation: {'random crop and flip where labels allow' if cfg.augment else 'none'}.", ""]
+            f"Augmentation: {_augmentation(cfg)}.", ""]
 
     out += ["## Model", "", f"`{cfg.model}`: {spec.description}.", "",
             f"Parameters: {int(st.get('params', 0)):,}. "
@@ -97,6 +97,9 @@ def build_model_card(run_dir: RunDir, data_dir: str | os.PathLike | None = None,
                                                                    if cfg.optimizer == "sgd" else "")],
                 ["weight decay (L2)", f"{cfg.weight_decay:g}"], ["schedule", cfg.schedule + "".join(
                     f", restarted after epoch {e} (trained further)" for e in restarts)],
+                ["lookahead", "on" if cfg.lookahead else "off"],
+                ["test-time augmentation", ("mirror" + (f" and {cfg.tta_shift}-pixel shifts" if cfg.tta_shift
+                                                        else "")) if cfg.tta else "off"],
                 ["batch size", cfg.batch_size], ["epochs", f"{st.get('epochs_run')} of {cfg.epochs}"],
                 ["early stopping", f"after {cfg.patience} epoch(s) without a better validation accuracy"
                                    if cfg.patience else "off"],
@@ -174,3 +177,11 @@ def rename_in_card(run_dir: RunDir, old: str, new: str) -> None:
         elif line.startswith("python -m cnn_core train ") and line.rstrip("\n").endswith(f" --name {old}"):
             lines[i] = line.rstrip("\n")[: -len(old)] + new + "\n"
     atomic_write_text(path, "".join(lines))
+
+
+def _augmentation(cfg: TrainConfig) -> str:
+    if not cfg.augment:
+        return "none"
+    flips = "flips alternating by epoch" if cfg.flip_mode == "alternate" else "random flips"
+    return (f"random crop after {cfg.crop_padding} pixel(s) of {'mirrored' if cfg.crop_fill == 'reflect' else 'zero'} "
+            f"padding, {flips} (flips only where labels allow)")

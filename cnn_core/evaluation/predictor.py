@@ -15,6 +15,7 @@ from torch import nn
 from ..core.errors import CheckpointError, ImageError
 from ..engine.batches import Normalize
 from ..engine.device import threads
+from ..engine.forward import tta_logits
 from ..imaging.digits import WORK_SIDE, prepare_digit
 from ..imaging.loader import load_image, to_model_array
 from ..runs.checkpoint import input_spec, load_checkpoint, model_from_checkpoint
@@ -40,6 +41,7 @@ class Predictor:
     run: str
     model_name: str = ""  # its registry name: explanations look up which layers to show
     prepare: dict[str, Any] | None = None  # a digit model's photo preparation (imaging.digits), None: resize only
+    tta_shift: int = 0  # with tta: also the shifted views (engine.forward.tta_logits)
 
     def __post_init__(self) -> None:
         self.model = self.model.to(memory_format=torch.channels_last)  # the layout Normalize gives
@@ -61,7 +63,7 @@ class Predictor:
             inp = input_spec(ckpt)
             p = cls(model, list(ckpt["classes"]), int(inp["size"]), int(inp["channels"]), list(inp["mean"]),
                     list(inp["std"]), bool(ckpt.get("config", {}).get("tta", False)), run or Path(path).parent.name,
-                    prepare=inp["prepare"])
+                    prepare=inp["prepare"], tta_shift=int(ckpt.get("config", {}).get("tta_shift", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"checkpoint {Path(path).name} lacks its preprocessing ({e})") from None
         p.model_name = str(ckpt["model"]["name"])  # model_from_checkpoint built it from this name
@@ -111,9 +113,8 @@ class Predictor:
         x = torch.from_numpy(np.stack(arrays))
         x = Normalize(tuple(self.mean), tuple(self.std), self.size)(x)
         with threads(1 if len(x) <= SMALL_BATCH else torch.get_num_threads()):
-            if self.tta:  # the image and its mirror in one forward pass
-                logits = self.model(torch.cat([x, x.flip(-1)])).float()
-                logits = (logits[:len(x)] + logits[len(x):]) / 2
+            if self.tta:  # the image and its mirror (and shifted copies) in one forward pass
+                logits = tta_logits(self.model, x, self.tta_shift)
             else:
                 logits = self.model(x).float()
         return torch.softmax(logits, 1).numpy()

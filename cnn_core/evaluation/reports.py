@@ -63,7 +63,7 @@ def evaluate_run(run: str | os.PathLike | RunDir, split: str = "test", root: str
     prep.mean, prep.std = list(ckpt["input"]["mean"]), list(ckpt["input"]["std"])
     model = model.to(device, memory_format=torch.channels_last)
     logits, y = predict_logits(model, eval_batches(prep, split), device, inference_precision(cfg.precision, device),
-                               cfg.tta)
+                               cfg.tta, cfg.tta_shift)
     return split_report(logits, y, prep.classes, run=run_dir.name, split=split, checkpoint=path.name,
                         epoch=int(ckpt.get("epoch", 0)), checkpoint_mtime=mtime)
 

@@ -1,9 +1,10 @@
 """FastNet: a small CIFAR-10 network built to train in minutes on a CPU (the ``cifar10-fast`` preset).
 
 Ideas studied in airbench (Keller Jordan), written anew here: a frozen 2x2 "whitening" first layer set from
-the training patches' covariance, three conv-pool-BN-GELU blocks of small width, batch norm without a
-learnable scale whose bias learns faster, a max-pooled head with scaled-down logits, label smoothing, a
-one-cycle schedule and flip test-time augmentation (those last three live in the preset, not here).
+the training patches' covariance (its bias learns for the first epochs only), three conv-pool-BN-GELU blocks of
+small width, batch norm without a learnable scale whose bias learns faster, a max-pooled head with scaled-down
+logits. The training recipe (label smoothing, a triangular schedule with lookahead, mirrored-border crops,
+alternating flips, shifted test-time views) lives in the engine and the ``cifar10-fast`` preset, not here.
 
     conv 2x2 whiten (3 -> 24, frozen)            (B, 24, 31, 31)
     block(64):  conv3x3, pool2, BN, GELU, conv3x3, BN, GELU   -> (B, 64, 15, 15)
@@ -54,8 +55,10 @@ class Block(nn.Module):
 
 
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (64, 128, 128)) -> None:
+    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (64, 128, 128),
+                 whiten_bias_epochs: int = 3) -> None:
         super().__init__()
+        self.whiten_bias_epochs = whiten_bias_epochs
         k = 2
         self.whiten = nn.Conv2d(in_channels, 2 * in_channels * k * k, k, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from data by init_from_data, then fixed
@@ -78,6 +81,11 @@ class FastNet(nn.Module):
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
         self.whiten.bias.zero_()
 
+    def start_epoch(self, epoch: int) -> None:
+        """The whitening layer's bias learns in the first ``whiten_bias_epochs`` epochs only, then stays: once
+        it is fixed, backpropagation stops at the first block (no gradient through the widest layer's input)."""
+        self.whiten.bias.requires_grad_(epoch <= self.whiten_bias_epochs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(F.gelu(self.whiten(x)))
         x = F.adaptive_max_pool2d(x, 1).flatten(1)  # (B, widths[-1])
@@ -87,9 +95,9 @@ class FastNet(nn.Module):
 @register_model("fastnet", description="FastNet: airbench-style whitening + 3 small blocks, for cifar10-fast",
                 default_size=32, min_size=16,
                 defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=8,
-                              weight_decay=1.3e-3, augment=True, schedule="onecycle", label_smoothing=0.2,
-                              tta=True),
+                              weight_decay=1.3e-3, augment=True, crop_fill="reflect", flip_mode="alternate",
+                              schedule="triangle", lookahead=True, label_smoothing=0.2, tta=True, tta_shift=1),
                 explain_layer="blocks.2", stages=("whiten", "blocks.0", "blocks.1", "blocks.2"))
 def fastnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-            widths: tuple[int, int, int] | list[int] = (64, 128, 128)) -> nn.Module:
-    return FastNet(num_classes, in_channels, tuple(widths))
+            widths: tuple[int, int, int] | list[int] = (64, 128, 128), whiten_bias_epochs: int = 3) -> nn.Module:
+    return FastNet(num_classes, in_channels, tuple(widths), whiten_bias_epochs)

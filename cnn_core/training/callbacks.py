@@ -34,6 +34,7 @@ class FitState:
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
+    lookahead: Any = None  # a Lookahead when the config asks for it
     epoch: int = 0
     start_epoch: int = 1
     schedule_restarts: list[int] = field(default_factory=list)  # epochs after which an extension restarted it
@@ -52,7 +53,7 @@ class FitState:
 
     def release(self) -> None:
         """Drop the model, optimizer, data and logits (after a failure, to hand their memory back)."""
-        self.prep = self.model = self.optimizer = self.scheduler = None
+        self.prep = self.model = self.optimizer = self.scheduler = self.lookahead = None
         self.best_logits = {}
 
 
@@ -128,7 +129,7 @@ class Checkpoints(Callback):
         # best.pt first: a crash between the two leaves last.pt one epoch behind, and the resumed run redoes the
         # epoch and its best.pt. The other order would resume believing in a best.pt never written.
         if state.improved:
-            state.run.save({**payload, "optimizer": None, "scheduler": None}, "best")
+            state.run.save({**payload, "optimizer": None, "scheduler": None, "lookahead": None}, "best")
         state.run.save(payload, "last")
 
 
@@ -180,6 +181,7 @@ def checkpoint_payload(state: FitState) -> dict[str, Any]:
         "best_val_accuracy": state.best,
         "optimizer": state.optimizer.state_dict() if state.optimizer is not None else None,
         "scheduler": state.scheduler.state_dict() if state.scheduler is not None else None,
+        "lookahead": state.lookahead.state_dict() if state.lookahead is not None else None,
         "schedule_restarts": list(state.schedule_restarts),  # where a longer run restarted its schedule
         "torch_version": str(torch.__version__),
         "rng": torch.get_rng_state(),  # dropout draws continue exactly after a resume

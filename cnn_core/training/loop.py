@@ -31,6 +31,7 @@ from ..engine.prepared import Prepared, eval_batches, prepare_data
 from ..models.registry import build_model, count_parameters, get_spec
 from ..runs.rundir import FINISHED, RunDir
 from .callbacks import Callback, FitState, run_files
+from .lookahead import Lookahead
 from .optim import make_optimizer, make_scheduler
 
 
@@ -84,7 +85,10 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
                     amp: torch.dtype | None = None, label_smoothing: float = 0.0,
                     scaler: torch.amp.GradScaler | None = None,
                     should_stop: Callable[[], bool] | None = None,
-                    on_batch: Callable[[int, int, float], None] | None = None) -> EpochResult:
+                    on_batch: Callable[[int, int, float], None] | None = None,
+                    after_step: Callable[[int], None] | None = None) -> EpochResult:
+    """One pass over ``batches``. ``after_step(i)`` runs after the i-th step on every process (lookahead);
+    ``on_batch(i, n, mean loss so far)`` reports progress."""
     model.train()
     start = time.perf_counter()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -94,6 +98,8 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             raise Cancelled()
         lv, logits = train_step(model, x, y, optimizer, device, amp, label_smoothing, scaler, i + 1)
         scheduler.step()
+        if after_step is not None:
+            after_step(i + 1)
         loss_sum += lv * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -309,6 +315,7 @@ def _setup(state: FitState, last: dict[str, Any] | None, new_run: Callable[[Path
     if cfg.max_batches:
         val_b.max_batches = cfg.max_batches
     state.model, state.optimizer = model, make_optimizer(cfg, model)
+    restarted = False
     if last is not None:
         _restore(state, last, ddp.from_main(state.run.metrics), len(train_b))
         done = state.start_epoch - 1
@@ -319,6 +326,10 @@ def _setup(state: FitState, last: dict[str, Any] | None, new_run: Callable[[Path
         state.scheduler = make_scheduler(cfg, state.optimizer, cfg.epochs * len(train_b))
         if hasattr(model, "init_from_data"):
             model.init_from_data(prep.normalize()(prep.x_train[:5000]))  # e.g. a whitening layer's statistics
+    if cfg.lookahead:  # over the schedule's steps: an extension's fresh schedule starts a fresh average
+        state.lookahead = Lookahead((cfg.epochs - _phase_start(state)) * len(train_b))
+        if last is not None and not restarted:
+            state.lookahead.load_state_dict(last.get("lookahead"), model)
     scaler = torch.amp.GradScaler("cuda") if (device.type == "cuda" and amp == torch.float16) else None
     kit = _Kit(device, amp, ddp.wrap(model, device), train_b, val_b, scaler)
     say(f"run {state.run.name}: {cfg.model} ({count_parameters(model):,} params) on {cfg.dataset} "
@@ -348,17 +359,25 @@ def _data_and_model(state: FitState, split: Path, device: torch.device, fresh: b
 def _epochs(state: FitState, kit: _Kit, emit: Callable[..., None], should_stop: Callable[[], bool] | None,
             ddp: distributed.Dist) -> str:
     """Train and validate epoch after epoch; "finished", or "stopped_early" when patience ran out."""
-    cfg, optimizer = state.cfg, state.optimizer
+    cfg, optimizer, ahead = state.cfg, state.optimizer, state.lookahead
     stale = 0
     for epoch in range(state.start_epoch, cfg.epochs + 1):
         state.epoch = epoch
         kit.train_b.set_epoch(epoch)
         ddp.start_epoch(kit.train_b, epoch)
+        if ddp.world == 1 and hasattr(state.model, "start_epoch"):  # e.g. stop training a layer after N epochs
+            state.model.start_epoch(epoch)  # (not under torchrun: DDP fixes the trained parameters when it wraps)
         lr = optimizer.param_groups[0]["lr"]
+        before = (epoch - 1 - _phase_start(state)) * len(kit.train_b)  # steps of this schedule already taken
         r = train_one_epoch(kit.net, kit.train_b, optimizer, state.scheduler, kit.device, kit.amp,
                             cfg.label_smoothing, kit.scaler, should_stop,
-                            lambda i, n, loss: emit("on_batch_end", i, n, loss))
+                            lambda i, n, loss: emit("on_batch_end", i, n, loss),
+                            (lambda i, b=before: ahead.after_step(state.model, b + i)) if ahead else None)
+        if ahead is not None:
+            ahead.end_epoch(state.model)
         r = ddp.reduce_epoch(r)
+        # each epoch's validation with the mirror only (two views, not six: it picks the best epoch, and must not
+        # cost much of an epoch); the best checkpoint's reports at the end use every view cfg asks for
         val_loss, val_acc = ddp.evaluate(evaluate, state.model, kit.val_b, kit.device, kit.amp, cfg.tta)
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss became {val_loss} in epoch {epoch}")
@@ -378,6 +397,11 @@ def _epochs(state: FitState, kit: _Kit, emit: Callable[..., None], should_stop: 
             state.say(stopped_early(state))
             return "stopped_early"
     return "finished"
+
+
+def _phase_start(state: FitState) -> int:
+    """The epoch after which the current schedule began: 0, or where an extension restarted it."""
+    return state.schedule_restarts[-1] if state.schedule_restarts else 0
 
 
 def stopped_early(state: FitState) -> str:
@@ -440,7 +464,8 @@ def _test_best(state: FitState, device: torch.device, amp: torch.dtype | None, d
     for b in batches.values():
         b.max_batches = cfg.max_batches  # 0: all
     if ddp.world > 1:
-        return ddp.evaluate(evaluate, model, batches["test"], device, amp, cfg.tta)[1]
-    state.best_logits = {split: predict_logits(model, b, device, amp, cfg.tta) for split, b in batches.items()}
+        return ddp.evaluate(evaluate, model, batches["test"], device, amp, cfg.tta, cfg.tta_shift)[1]
+    state.best_logits = {split: predict_logits(model, b, device, amp, cfg.tta, cfg.tta_shift)
+                         for split, b in batches.items()}
     logits, y = state.best_logits["test"]
     return float((logits.argmax(1) == y).float().mean()) if len(y) else 0.0

@@ -30,7 +30,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
                    ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Stepped once per batch. step: x0.1 at 50% and 75% of training."""
+    """Stepped once per batch. step: x0.1 at 50% and 75% of training; triangle: see ``triangle``."""
     total_steps = max(1, total_steps)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
@@ -42,4 +42,15 @@ def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_ste
                                                    total_steps=total_steps + (total_steps == 4),
                                                    pct_start=0.25, anneal_strategy="linear",
                                                    cycle_momentum=False)  # keep --momentum as given
+    if cfg.schedule == "triangle":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: triangle(step / total_steps))
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def triangle(progress: float, start: float = 0.2, peak_at: float = 0.23, end: float = 0.07) -> float:
+    """The triangular schedule's factor of the peak rate at ``progress`` (0..1): up in a straight line from
+    ``start`` to 1 at ``peak_at``, then down to ``end`` (not to zero: the last steps still learn, which matters
+    with lookahead averaging them)."""
+    if progress <= peak_at:
+        return start + (1 - start) * progress / peak_at
+    return 1 + (end - 1) * min(1.0, (progress - peak_at) / (1 - peak_at))
