@@ -42,7 +42,7 @@ from typing import Any
 
 from ..config.train_config import TrainConfig
 from ..core import settings
-from ..core.errors import CnnError
+from ..core.errors import CnnError, last_error
 from ..core.files import alive, read_json
 from ..data import check_dataset_name
 from ..engine.device import pick_device
@@ -456,9 +456,7 @@ class JobManager:
         code and last stderr line. The state changes last, after the folder agrees: a caller waiting on
         ``job.active`` then finds both done."""
         said = [ln.strip() for ln in (err or "").splitlines() if ln.strip().strip("=-")]
-        # the CLI's own one-line error (from any torchrun rank) over torchrun's report and its ==== rules
-        mine = [ln for ln in said if ln.lower().startswith("error: ")]
-        last = (mine or said)[-1][len("error: ") if mine else 0:] if said else ""
+        last = last_error(err)
         how = "exit code unknown" if rc is None else f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
         if rc:
             job.stderr_tail = said[-25:]
