@@ -10,7 +10,7 @@ from pathlib import Path
 from ..config.argv import add_train_options, explicit_options
 from ..core.errors import CnnError
 from ..core.files import write_json
-from .base import command
+from .base import command, need_dataset
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -28,8 +28,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     try:
         explicit = explicit_options(args)
-        if not args.dataset and not args.preset:
-            raise CnnError("estimate needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
+        need_dataset(args, "estimate")
         est = estimate_epoch(make_config(**explicit), measure=not args.no_measure, data_dir=args.data_dir)
     except CnnError as e:
         if args.out:
