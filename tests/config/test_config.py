@@ -57,3 +57,14 @@ def test_fine_tuning_options_are_declared_once_for_the_flags_and_the_models():
         make_config(model=tuned[0], dataset="digits", extra={"finetune": "some"})
     with pytest.raises(CnnError, match="--finetune and --backbone-lr apply to pretrained models"):
         make_config(model="lenet5", dataset="digits", extra={"backbone_lr": 0.5})
+
+
+def test_merge_falls_back_to_the_model_fields_own_default(monkeypatch):
+    """No model given anywhere: the one default is TrainConfig.model's (not a copy of it in config.merge)."""
+    from cnn_core.config.merge import merge
+    from cnn_core.config.train_config import FIELDS
+
+    asked = []
+    assert merge({}, lambda m: asked.append(m) or {}).model == FIELDS["model"].default == asked[0]
+    monkeypatch.setattr(FIELDS["model"], "default", "resnet18")
+    assert merge({"dataset": "digits"}, lambda m: asked.append(m) or {}).model == "resnet18" == asked[-1]
