@@ -11,8 +11,8 @@ import time
 import pandas as pd
 import streamlit as st
 
-from cnn_core.config import OPTIMIZERS
 from cnn_core.config.argv import flag_text, sweep_values
+from cnn_core.config.train_config import kind, meta, sweepable
 from cnn_core.core.errors import CnnError
 from cnn_core.data import list_datasets
 from cnn_core.engine.device import pick_device
@@ -23,18 +23,35 @@ from pages import ui
 
 ui.require_router(__file__)  # before anything else: see ui.require_router
 
-TEXT_FIELDS = {"batch_size": "Batch sizes", "lr": "Learning rates", "weight_decay": "Weight decays (L2)"}
+SWEPT = sweepable()  # what a sweep may vary, in its order (the config's metadata says which and in what order)
+SHOWN = 5  # the first ones always go into the grid (and the run names); the rest only when given several values
 ON_OFF = ["off", "on"]
 
 
 def on_model_change() -> None:
     """The model's recommended settings as the starting values."""
     d = make_config(model=st.session_state.sw_model)
-    for f in TEXT_FIELDS:
-        st.session_state[f"sw_{f}"] = flag_text(getattr(d, f))
-    st.session_state.sw_optimizer = [d.optimizer]
-    st.session_state.sw_augment = [flag_text(d.augment)]
+    for f in SWEPT:
+        v = getattr(d, f)
+        st.session_state[f"sw_{f}"] = [v] if meta(f).choices else [flag_text(v)] if kind(f) is bool else flag_text(v)
     st.session_state.sw_epochs = d.epochs
+
+
+def values_widget(name: str) -> None:
+    """The values to try of one sweepable setting; label, help and choices from the field's metadata."""
+    m, key = meta(name), f"sw_{name}"
+    if m.choices or kind(name) is bool:
+        st.multiselect(m.label, m.choices or ON_OFF, key=key, help=m.help)
+    else:
+        st.text_input(f"{m.label}, comma-separated", key=key, help=m.help)
+
+
+def values_of(name: str) -> list:
+    """The values the widget of ``name`` holds, as the config takes them; a one-line CnnError for bad text."""
+    v = st.session_state[f"sw_{name}"]
+    if meta(name).choices:
+        return list(v)
+    return [x == "on" for x in v] if kind(name) is bool else sweep_values(name, v)
 
 
 def current_job(manager: jobs.JobManager) -> jobs.Job | None:
@@ -141,18 +158,19 @@ with left:
         ui.config_widget("max_batches", "sw")
         ui.config_widget("train_subset", "sw")
 with right:
-    for field, label in TEXT_FIELDS.items():
-        st.text_input(f"{label}, comma-separated", key=f"sw_{field}")
-    st.multiselect("Optimizers", OPTIMIZERS, key="sw_optimizer")
-    st.multiselect("Augmentation", ON_OFF, key="sw_augment", help="Random crops, and flips where they keep the label.")
+    for field in SWEPT[:SHOWN]:
+        values_widget(field)
+    with st.expander("More settings to sweep"):
+        for field in SWEPT[SHOWN:]:
+            values_widget(field)
 
 plan = None
 try:
-    grid = {f: sweep_values(f, st.session_state[f"sw_{f}"]) for f in TEXT_FIELDS}
-    grid |= {"optimizer": st.session_state.sw_optimizer,
-             "augment": [v == "on" for v in st.session_state.sw_augment]}
+    values = {f: values_of(f) for f in SWEPT}
+    grid = {f: v for i, (f, v) in enumerate(values.items()) if i < SHOWN or len(v) != 1}
     base = make_config(model=st.session_state.sw_model, dataset=st.session_state.sw_dataset,
-                       **{f: st.session_state[f"sw_{f}"] for f in ("epochs", "max_batches", "train_subset")})
+                       **{f: st.session_state[f"sw_{f}"] for f in ("epochs", "max_batches", "train_subset")},
+                       **{f: v[0] for f, v in values.items() if f not in grid})
     plan = jobs.plan_sweep_job(grid, base, st.session_state.sw_name.strip() or None, ui.root())
 except CnnError as e:
     ui.error(e)

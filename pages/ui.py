@@ -21,6 +21,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cnn_core.config import train_config as config
+from cnn_core.config.argv import flag_text
 from cnn_core.core import settings
 from cnn_core.core.errors import CnnError
 from cnn_core.data import data_dir, dataset_info, folder_datasets, is_photo_dataset, list_datasets, resolve_under_roots
@@ -650,16 +651,9 @@ def probability_chart(top: Sequence[dict[str, Any]]) -> alt.Chart:
 SWEEP_METRICS = {"best_val_accuracy": "best validation", "test_accuracy": "test"}
 
 
-def setting_text(v: Any) -> str:
-    """A swept setting as the sweep's flags write it: on/off, 0.05, 1e-05, sgd."""
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def sweep_frame(rows: Sequence[dict[str, Any]], key: str) -> pd.DataFrame:
     """Long form of a sweep table for one setting: run, value (text), metric (best validation | test), accuracy."""
-    out = [{"run": r["run"], "value": setting_text(r.get(key)), "metric": label, "accuracy": float(r[col])}
+    out = [{"run": r["run"], "value": flag_text(r.get(key)), "metric": label, "accuracy": float(r[col])}
            for r in rows for col, label in SWEEP_METRICS.items() if r.get(col) is not None]
     return pd.DataFrame(out, columns=["run", "value", "metric", "accuracy"])
 
@@ -667,7 +661,7 @@ def sweep_frame(rows: Sequence[dict[str, Any]], key: str) -> pd.DataFrame:
 def sweep_chart(rows: Sequence[dict[str, Any]], key: str) -> alt.LayerChart:
     """Accuracy against one swept setting: a point per run and metric, a line through each value's mean."""
     df = sweep_frame(rows, key)
-    order = [setting_text(v) for v in sorted({r.get(key) for r in rows if r.get(key) is not None})]
+    order = [flag_text(v) for v in sorted({r.get(key) for r in rows if r.get(key) is not None})]
     base = alt.Chart(df).encode(
         x=alt.X("value:N", sort=order, title=key.replace("_", " "), axis=alt.Axis(labelAngle=0)),
         color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="top"), scale=alt.Scale(range=PALETTE)))

@@ -77,3 +77,35 @@ def test_the_layer_contract_holds():
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert "0 broken" in p.stdout
+
+
+OWNERS = {"cnn_core/runs/rundir.py", "cnn_core/workflows/sweep.py"}  # RunDir; a sweep's folder
+FOLDER_FILES = {"config.json", "status.json", "metrics.csv", "progress.json", "best.pt", "last.pt", "split.json",
+                "model_card.md", "report-test.json", "report-val.json", "sweep.json", "sweep.csv"}
+
+
+def named_files(source: str) -> list[str]:
+    """The run or sweep files that a module's code names as a path (a string that is such a file name, or ends
+    in /name): ``d / "status.json"``, ``glob("*/sweep.json")``. Messages that mention one do not count."""
+    import ast
+
+    return [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and n.value.rsplit("/", 1)[-1] in FOLDER_FILES]
+
+
+def test_only_the_owners_name_a_run_or_sweep_folders_files():
+    """A run's files are RunDir's, a sweep's are workflows.sweep's (sweep_status, sweep_manifest, ...): everyone
+    else asks them, so a file's name or place can change in one module."""
+    found = {}
+    for p in sorted([*ROOT.glob("cnn_core/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "streamlit_app.py"]):
+        rel = p.relative_to(ROOT).as_posix()
+        if rel not in OWNERS and named_files(p.read_text()):
+            found[rel] = named_files(p.read_text())
+    assert found == {}
+    assert {"status.json", "sweep.json"} <= set(named_files((ROOT / "cnn_core/workflows/sweep.py").read_text()))
+
+
+def test_the_file_name_finder_tells_a_path_from_a_message():
+    src = ('st = read_json(d / "status.json")\nfor p in f.glob("*/sweep.json"): pass\n'
+           'raise CnnError("no last.pt to continue from")\n')
+    assert sorted(named_files(src)) == ["*/sweep.json", "status.json"]

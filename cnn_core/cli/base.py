@@ -46,3 +46,11 @@ def train_device(device: str) -> str:
     from ..engine.device import pick_device
 
     return str(pick_device(device))
+
+
+def need_dataset(args: argparse.Namespace, command: str) -> None:
+    """A one-line CnnError when neither --dataset nor --preset says what ``command`` trains on."""
+    if not args.dataset and not args.preset:
+        from ..data import dataset_choices  # at run time: the parser stays light
+
+        raise CnnError(f"{command} needs --dataset ({dataset_choices()}) or --preset")

@@ -11,7 +11,7 @@ import time
 
 from ..config.argv import add_train_options, explicit_options
 from ..core.errors import CnnError
-from .base import command, train_device
+from .base import command, need_dataset, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -39,8 +39,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     out = ResultFile(args.out) if args.out else None
     try:
         explicit = explicit_options(args)
-        if not args.dataset and not args.preset:
-            raise CnnError("lr-find needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
+        need_dataset(args, "lr-find")
         cfg = make_config(**explicit)
         start = time.perf_counter()
         with device_lock(train_device(cfg.device), run="lr-find"):

@@ -10,7 +10,7 @@ import os
 import sys
 
 from ..core import settings
-from ..core.errors import CnnError
+from ..core.errors import ERROR_PREFIX, CnnError
 from . import estimate, evaluate, explain, listing, lrfind, show, sweep, train  # noqa: F401  (each registers its commands)
 from .base import COMMANDS, Parser
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command].run(args)
     except CnnError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -45,6 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the promise is: never a traceback unless asked for
         if settings.debug():
             raise
-        print(f"error: unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
+        print(f"{ERROR_PREFIX}unexpected {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''} "
               "(set CNN_DEBUG=1 for details)", file=sys.stderr)
         return 1

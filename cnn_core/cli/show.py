@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from ..config.train_config import meta
 from .base import command
 
 PER_CLASS = 8  # images per class on the samples sheet
@@ -16,7 +17,7 @@ AUGMENTED = 4, 5  # images, augmented draws of each
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="digits, mnist, cifar10 or folder:PATH")
+    p.add_argument("dataset", help=meta("dataset").help)
     p.add_argument("--out", default=".", help="folder for the PNG pictures (default: here)")
     p.add_argument("--seed", type=int, default=0, help="which random images the pictures show")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of one line")

@@ -8,7 +8,7 @@ import json
 from ..config.argv import add_train_options, explicit_options
 from ..config.train_config import sweepable
 from ..core.errors import CnnError
-from .base import command, train_device
+from .base import command, need_dataset, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -39,8 +39,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid, base = sweep_plan_of(args.resume, args.checkpoints)
         name = args.resume
     else:
-        if not args.dataset and not args.preset:
-            raise CnnError("sweep needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
+        need_dataset(args, "sweep")
         grid = {k: explicit[k] for k in sweepable() if k in explicit}
         if not grid:
             raise CnnError("sweep needs at least one list to sweep: "

@@ -11,7 +11,7 @@ from typing import Any
 from ..config.argv import TUNING_FLAGS, add_train_options, explicit_options, flag
 from ..config.train_config import TrainConfig
 from ..core.errors import CnnError
-from .base import command, train_device
+from .base import command, need_dataset, train_device
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -42,8 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CnnError("give --resume or --prepared, not both")
     if existing:
         _refuse_changes(existing, explicit, args.name, extendable=bool(args.resume))
-    if not existing and not args.dataset and not args.preset:
-        raise CnnError("train needs --dataset (digits, mnist, cifar10 or folder:PATH) or --preset")
+    if not existing:
+        need_dataset(args, "train")
     cfg = None if existing else make_config(**explicit)
     device = train_device((cfg or _saved_config(existing, args.checkpoints)).device)
     # the device first: a busy one refuses at once, before a run folder is made

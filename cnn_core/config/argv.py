@@ -15,10 +15,14 @@ from typing import Any
 from ..core.errors import CnnError
 from .train_config import FIELDS, TrainConfig, bounds_text, kind, meta, sweepable
 
-# pretrained models' fine-tuning options travel in cfg.extra; they are flags too
+# pretrained models' fine-tuning options travel in cfg.extra; they are flags too. Declared once here: the builders
+# in models.pretrained take these defaults, and models.defaults checks against them
+FINETUNE_MODES = ("all", "head")
+TUNING_DEFAULTS: dict[str, Any] = {"finetune": "all", "backbone_lr": 0.1}
 TUNING_FLAGS = {"finetune": ("--finetune", "pretrained models: fine-tune all layers (backbone at --backbone-lr x "
-                             "lr) or the new head only", ("all", "head")),
-                "backbone_lr": ("--backbone-lr", "pretrained models: backbone lr as a fraction of --lr (0.1)", ())}
+                             f"lr) or the new head only (default: {TUNING_DEFAULTS['finetune']})", FINETUNE_MODES),
+                "backbone_lr": ("--backbone-lr", "pretrained models: backbone lr as a fraction of --lr (default: "
+                                f"{TUNING_DEFAULTS['backbone_lr']:g})", ())}
 
 
 def parse_bool(v: str) -> bool:

@@ -7,16 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .presets import preset_options
-from .train_config import TrainConfig
-
-DEFAULT_MODEL = "lenet5"
+from .train_config import FIELDS, TrainConfig
 
 
 def merge(explicit: dict[str, Any], model_defaults: Callable[[str], dict[str, Any]]) -> TrainConfig:
     """``explicit`` over the preset it names (``preset``) over ``model_defaults(model)``; model arguments
     (``extra``) merge key by key."""
     preset = preset_options(explicit["preset"]) if explicit.get("preset") else {}
-    model = explicit.get("model") or preset.get("model") or DEFAULT_MODEL
+    model = explicit.get("model") or preset.get("model") or FIELDS["model"].default
     defaults = model_defaults(model)
     opts = {**defaults, **preset, **explicit, "model": model}
     extra = {**defaults.get("extra", {}), **preset.get("extra", {}), **explicit.get("extra", {})}

@@ -62,8 +62,8 @@ def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
 @dataclass
 class TrainConfig:
     model: str = _f("lenet5", "Model", "a registered model (see: python -m cnn_core models)", short="-m")
-    dataset: str = _f("digits", "Dataset", "digits, mnist, cifar10 or folder:PATH (a folder of class folders)",
-                      short="-d")
+    dataset: str = _f("digits", "Dataset", "a registered dataset (see: python -m cnn_core datasets) or folder:PATH "
+                      "(a folder of class folders)", short="-d")
     epochs: int = _f(10, "Epochs", "passes over the training images", lo=1, hi=1000)
     batch_size: int = _f(128, "Batch size", "images per step (the global batch under torchrun)", say="batch size",
                          lo=1, hi=8192, sweep=1)

@@ -6,6 +6,7 @@ from .registry import (
     channel_stats,
     check_dataset_name,
     data_dir,
+    dataset_choices,
     dataset_info,
     dataset_present,
     dataset_table,
@@ -20,7 +21,7 @@ from .registry import (
 )
 from .roots import folder_datasets, resolve_under_roots
 
-__all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_info", "dataset_present",
-           "dataset_table", "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset",
+__all__ = ["Dataset", "channel_stats", "check_dataset_name", "data_dir", "dataset_choices", "dataset_info",
+           "dataset_present", "dataset_table", "folder_datasets", "is_photo_dataset", "list_datasets", "load_dataset",
            "photo_preparation", "register_dataset",
            "register_prefix", "resolve_under_roots", "stratified_split", "stratified_subset"]

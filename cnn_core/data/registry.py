@@ -70,9 +70,14 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+def dataset_choices() -> str:
+    """What a dataset may be, for messages: "cifar10, digits, mnist or folder:PATH"."""
+    return f"{', '.join(list_datasets())} or {', '.join(f'{p}:PATH' for p in sorted(_PREFIXES))}"
+
+
 def dataset_info(name: str) -> DatasetInfo:
     if name not in _DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}, or folder:PATH")
+        raise DataError(f"unknown dataset {name!r}; choose one of: {dataset_choices()}")
     return _DATASETS[name]
 
 
@@ -108,7 +113,7 @@ def check_dataset_name(name: str) -> None:
     if prefix is None:
         dataset_info(name)
     elif prefix not in _PREFIXES:
-        raise DataError(f"unknown dataset kind {prefix!r}; use one of: {', '.join(list_datasets())}, folder:PATH")
+        raise DataError(f"unknown dataset kind {prefix!r}; use one of: {dataset_choices()}")
 
 
 def load_dataset(name: str, data_dir_: str | os.PathLike | None = None, image_size: int = 32,

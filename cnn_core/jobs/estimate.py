@@ -1,11 +1,12 @@
 """The Train page's "Estimate time per epoch": a few real training steps, run in a subprocess
-(``python -m cnn_core estimate ... --json``) so the web server never trains in its own process."""
+(``python -m cnn_core estimate ... --out FILE``) so the web server never trains in its own process. The child's
+file is the protocol; its output is never read, except the last ``error:`` line of one that died without a file."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 from ..config.argv import config_args
 from ..config.train_config import TrainConfig
 from ..core import settings
-from ..core.errors import CnnError
+from ..core.errors import CnnError, last_error
+from ..core.files import read_json
 
 TIMEOUT = 180  # seconds: the steps are capped (training.estimate.MAX_STEP_PIXELS); data loading may take a while
 
@@ -21,21 +23,20 @@ TIMEOUT = 180  # seconds: the steps are capped (training.estimate.MAX_STEP_PIXEL
 def measure(cfg: TrainConfig, timeout: float = TIMEOUT) -> dict[str, Any]:
     """The estimate of ``cfg`` as a dict (training.estimate.Estimate's fields), measured in a child process;
     a one-line CnnError when it cannot be made."""
-    argv = [sys.executable, "-m", "cnn_core", "estimate", *config_args(cfg), "--json"]
     env = settings.child_env(settings.runs_root(), Path(__file__).resolve().parents[2])
     start = time.monotonic()
-    try:
-        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise CnnError(f"the estimate took longer than {timeout:g} s; try a smaller model or batch") from None
-    if p.returncode != 0:
-        said = [ln.strip() for ln in p.stderr.splitlines() if ln.strip()]
-        mine = [ln[len("error: "):] for ln in said if ln.startswith("error: ")]
-        raise CnnError((mine or said or [f"the estimate failed (exit code {p.returncode})"])[-1])
-    try:
-        est = json.loads(p.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise CnnError("the estimate printed no result") from None
+    with tempfile.TemporaryDirectory(prefix="cnn-estimate-") as tmp:
+        out = Path(tmp) / "estimate.json"
+        argv = [sys.executable, "-m", "cnn_core", "estimate", *config_args(cfg), "--out", str(out)]
+        try:
+            p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise CnnError(f"the estimate took longer than {timeout:g} s; try a smaller model or batch") from None
+        est = read_json(out)
+    if est.pop("state", None) != "finished":
+        raise CnnError(str(est.get("message") or last_error(p.stderr)
+                           or f"the estimate ended without a result (exit code {p.returncode})"))
     # what a training process spends before its first batch (starting Python and torch, loading the data, building
     # the model) is about what this one spent outside its timed steps
     est["startup_seconds"] = max(0.0, time.monotonic() - start - float(est.get("measuring_seconds") or 0.0))

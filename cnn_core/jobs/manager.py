@@ -42,15 +42,15 @@ from typing import Any
 
 from ..config.train_config import TrainConfig
 from ..core import settings
-from ..core.errors import CnnError
-from ..core.files import alive, read_json
+from ..core.errors import CnnError, last_error
+from ..core.files import alive
 from ..data import check_dataset_name
 from ..engine.device import pick_device
 from ..engine.devicelock import LOCK_FD_ENV, DeviceBusy, DeviceLock, Holder, holders, try_lock
 from ..engine.distributed import launch_command, per_rank_batch
 from ..models.registry import get_spec
 from ..runs.rundir import ACTIVE, FINISHED, RunDir, list_run_dirs, runs_root
-from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_status, sweeps_root
+from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_manifest, sweep_status, sweeps_root
 from . import lrfind
 from .job import Job
 from .limits import check_disk, check_visitor, checkpoint_bytes, load_limits
@@ -243,7 +243,10 @@ class JobManager:
         folder = sweeps_root(root)
         jobs = []
         for d in sorted(folder.iterdir()) if folder.is_dir() else []:
-            st, meta = read_json(d / "status.json"), read_json(d / "sweep.json")
+            try:
+                st, meta = sweep_status(d.name, root), sweep_manifest(d.name, root)
+            except CnnError:  # not a sweep's name: no sweep of ours
+                continue
             pid = _live_pid(st) if st.get("state") == "running" else None
             if pid and pid not in self._pids() and meta.get("runs"):
                 base = meta.get("base") or {}
@@ -456,9 +459,7 @@ class JobManager:
         code and last stderr line. The state changes last, after the folder agrees: a caller waiting on
         ``job.active`` then finds both done."""
         said = [ln.strip() for ln in (err or "").splitlines() if ln.strip().strip("=-")]
-        # the CLI's own one-line error (from any torchrun rank) over torchrun's report and its ==== rules
-        mine = [ln for ln in said if ln.lower().startswith("error: ")]
-        last = (mine or said)[-1][len("error: ") if mine else 0:] if said else ""
+        last = last_error(err)
         how = "exit code unknown" if rc is None else f"exit code {rc}" if rc > 0 else f"killed by signal {-rc}"
         if rc:
             job.stderr_tail = said[-25:]

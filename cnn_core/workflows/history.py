@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CnnError
-from ..core.files import read_json, write_json
 from ..evaluation.modelcard import CARD, rename_in_card
 from ..runs.rundir import ACTIVE, RunDir, list_run_dirs, list_runs, runs_root, validate_run_name
-from .sweep import read_sweep, run_result, sweeps_root, write_table
+from .sweep import rename_in_sweeps
 
 
 def _run_dir(run: str | os.PathLike, root: str | os.PathLike | None) -> Path:
@@ -61,24 +60,8 @@ def rename_run(run: str | os.PathLike, new_name: str, root: str | os.PathLike | 
     if moved.status():
         moved.update_status(run=new_name, run_dir=str(target))
     rename_in_card(moved, old, new_name)
-    _rename_in_sweeps(run_dir.parent, old, new_name)
+    rename_in_sweeps(run_dir.parent, old, new_name)
     return target
-
-
-def _rename_in_sweeps(root: Path, old: str, new: str) -> None:
-    folder = sweeps_root(root)
-    for meta_path in folder.glob("*/sweep.json") if folder.is_dir() else []:
-        meta = read_json(meta_path)
-        if old not in meta.get("runs", []):
-            continue
-        meta["runs"] = [new if r == old else r for r in meta["runs"]]
-        write_json(meta_path, meta)
-        if (meta_path.parent / "sweep.csv").is_file():
-            rows = read_sweep(meta_path.parent)
-            for r in rows:
-                if r["run"] == old:
-                    r.update(run=new, **run_result(root / new))
-            write_table(meta_path.parent, list(meta.get("grid", {})), rows)
 
 
 def delete_run(run: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:

@@ -354,7 +354,7 @@ def open_sweep(plan: SweepPlan, root: str | os.PathLike | None = None) -> Path:
 
 def sweep_plan_of(name: str, root: str | os.PathLike | None = None) -> tuple[dict[str, list[Any]], TrainConfig]:
     """The grid and base config a sweep folder was opened with."""
-    meta = read_json(sweep_dir(name, root) / "sweep.json")
+    meta = sweep_manifest(name, root)
     if not meta.get("grid") or not isinstance(meta.get("base"), dict):
         names = ", ".join(s["name"] for s in list_sweeps(root)[:10]) or "none yet"
         raise CnnError(f"no sweep {name!r} to continue; sweeps: {names}")
@@ -364,6 +364,28 @@ def sweep_plan_of(name: str, root: str | os.PathLike | None = None) -> tuple[dic
 def sweep_status(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The sweep's status.json: state running, finished or cancelled, with a message."""
     return read_json(sweep_dir(name, root) / "status.json")
+
+
+def sweep_manifest(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The sweep's sweep.json (name, grid, base config, run names, created); {} for a folder that has none."""
+    return read_json(sweep_dir(name, root) / "sweep.json")
+
+
+def rename_in_sweeps(root: Path, old: str, new: str) -> None:
+    """A renamed run keeps its place in every sweep that trained it: the manifest's run names and the table."""
+    folder = sweeps_root(root)
+    for meta_path in folder.glob("*/sweep.json") if folder.is_dir() else []:
+        meta = read_json(meta_path)
+        if old not in meta.get("runs", []):
+            continue
+        meta["runs"] = [new if r == old else r for r in meta["runs"]]
+        write_json(meta_path, meta)
+        if (meta_path.parent / "sweep.csv").is_file():
+            rows = read_sweep(meta_path.parent)
+            for r in rows:
+                if r["run"] == old:
+                    r.update(run=new, **run_result(root / new))
+            write_table(meta_path.parent, list(meta.get("grid", {})), rows)
 
 
 def _set_status(folder: Path, **fields: Any) -> None:

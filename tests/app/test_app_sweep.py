@@ -96,3 +96,41 @@ def test_sweeps_on_disk_are_listed_and_shown_without_a_job(runs, managers):  # n
     assert list(at.dataframe[-1].proto.column_order)[:3] == ["optimizer", "test_accuracy", "best_val_accuracy"]
     data = chart_data(setting_chart(at, "optimizer"))
     assert set(data["value"]) == {"sgd", "adam"} and len(data) == 4
+
+
+def test_every_sweepable_setting_has_its_values_widget_described_by_the_config(runs, managers):  # noqa: F811
+    """The page picks no setting by hand: sweepable() says which, their metadata label, help and choices."""
+    from cnn_core.config.train_config import kind, meta, sweepable
+
+    managers()
+    at = open_page("sweep")
+    for name in sweepable():
+        m = meta(name)
+        if m.choices or kind(name) is bool:
+            w = at.multiselect(key=f"sw_{name}")
+            assert list(w.options) == list(m.choices or ("off", "on")), name
+        else:
+            w = at.text_input(key=f"sw_{name}")
+        assert w.label.startswith(m.label) and w.help == m.help, name
+
+
+def test_a_further_setting_joins_the_grid_only_with_several_values(runs, managers):  # noqa: F811
+    managers()
+    at = open_page("sweep")
+    fill(at, model="lenet5", lr="0.05", optimizer=["sgd"], augment=["off"], weight_decay="0", batch_size="64",
+         momentum="0.9, 0.8", name="mo")
+    assert {m.label: m.value for m in at.metric}["Runs in this grid"] == "2" and not at.error
+    assert "mo-bs64-lr0p05-sgd-noaug-wd0-mom0p8" in texts(at)
+    fill(at, momentum="0.8", schedule=["cosine", "step"])
+    assert {m.label: m.value for m in at.metric}["Runs in this grid"] == "2" and not at.error
+    assert "mo-bs64-lr0p05-sgd-noaug-wd0-step" in texts(at) and "mom0p8" not in texts(at)
+
+
+def test_a_sweep_charts_values_as_its_flags_and_table_write_them():
+    """Two learning rates that round alike stay two points: the chart's text is config.argv.flag_text's."""
+    from pages import ui
+
+    rows = [{"run": "a", "lr": 0.123456789, "augment": True, "test_accuracy": 0.5},
+            {"run": "b", "lr": 0.1234568, "augment": False, "test_accuracy": 0.6}]
+    assert list(ui.sweep_frame(rows, "lr")["value"]) == ["0.123456789", "0.1234568"]
+    assert list(ui.sweep_frame(rows, "augment")["value"]) == ["on", "off"]

@@ -72,6 +72,20 @@ def test_bad_input_exits_2_with_one_line(args, needle, tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("command", ["train", "estimate", "lr-find", "sweep"])
+def test_a_command_without_a_dataset_names_the_registered_ones(command, monkeypatch, capsys):
+    """One check (cli.base.need_dataset) whose list comes from the data registry: a new dataset shows up in it."""
+    from dataclasses import replace
+
+    from cnn_core.cli.main import main
+    from cnn_core.data import registry
+
+    monkeypatch.setitem(registry._DATASETS, "tinyset", replace(registry.dataset_info("digits"), name="tinyset"))
+    assert main([command, "--model", "lenet5"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines == [f"error: {command} needs --dataset (cifar10, digits, mnist, tinyset or folder:PATH) or --preset"]
+
+
 def test_train_evaluate_predict_end_to_end(tmp_path):
     env = {"CNN_CHECKPOINTS": str(tmp_path / "ck")}
     p = cli("train", "--model", "lenet5", "--dataset", "digits", "--epochs", "6", "--lr", "0.05", "--schedule",

@@ -177,3 +177,29 @@ def test_a_job_of_an_earlier_server_still_running_is_adopted_as_the_apps(runs):
         assert job.state == "cancelled" and RunDir(runs / "kept").status()["state"] == "cancelled"
     finally:
         earlier.shutdown(wait=30)
+
+
+def test_a_sweep_still_running_without_a_server_is_adopted_from_its_folder(runs):
+    """The sweep's folder is read through workflows.sweep (sweep_status, sweep_manifest); a stray file or a
+    folder that cannot be a sweep's name in the sweeps folder is no sweep, and no error."""
+    from cnn_core.core.files import write_json
+    from cnn_core.jobs.manager import plan_sweep_job
+    from cnn_core.workflows.sweep import open_sweep, sweeps_root
+
+    plan = plan_sweep_job({"lr": [0.01, 0.02]}, TrainConfig(**TINY), name="old-sweep", root=runs)
+    folder = open_sweep(plan, runs)
+    (sweeps_root(runs) / ".trash").mkdir()
+    (sweeps_root(runs) / "notes.txt").write_text("not a sweep")
+    sweeper = subprocess.Popen(SLEEPER)
+    manager = None
+    try:
+        write_json(folder / "status.json", {"state": "running", "pid": sweeper.pid, "message": ""})
+        manager = JobManager(root=runs)
+        [job] = manager.jobs()
+        assert (job.kind, job.run, job.runs, job.pid, job.adopted) == ("sweep", "old-sweep", plan.runs,
+                                                                       sweeper.pid, True)
+    finally:
+        sweeper.kill()
+        sweeper.wait()
+        if manager is not None:
+            manager.shutdown(wait=30)
