@@ -99,12 +99,13 @@ def test_a_visitor_can_stop_their_own_job_but_not_someone_elses(runs, managers):
     from cnn_core.config import TrainConfig
 
     manager = managers(SLEEPER)
-    theirs = manager.submit(TrainConfig(**TINY), name="theirs", root=runs, owner="someone-else", operator=False)
+    theirs = manager.submit(TrainConfig(**TINY), name="theirs", root=runs, owner="someone-else", operator=False,
+                            estimated_seconds=60)
     at = open_page("train", operator=False)
     assert not [b for b in at.button if b.key == f"tr_cancel_{theirs.id}"]
     assert "only they or the operator can stop it" in texts(at)
     mine = manager.submit(TrainConfig(**TINY), name="mine", root=runs, owner=at.session_state["_ui_visitor"],
-                          operator=False)  # this session's own job (waits behind theirs)
+                          operator=False, estimated_seconds=60)  # this session's own job (waits behind theirs)
     at.session_state["tr_job"] = mine.id
     at.run()
     at.button(key=f"tr_cancel_{mine.id}").click().run()

@@ -15,6 +15,7 @@ from PIL import Image
 from cnn_core.config import TrainConfig
 from cnn_core.core.files import read_json
 from cnn_core.engine import distributed
+from cnn_core.jobs import estimate as estimates
 from cnn_core.jobs import manager as jobs
 from cnn_core.models import build_model, count_parameters, get_spec, list_models, model_table
 from cnn_core.runs.rundir import RunDir
@@ -189,6 +190,32 @@ def test_a_visitor_trains_further_only_the_runs_their_jobs_trained(runs, manager
     at.button(key="tr_more").click().run()
     job = manager.get(at.session_state.tr_job)
     assert job.extending and job.owner == at.session_state["_ui_visitor"] and job.epochs == 6
+
+
+def test_a_visitor_resumes_only_their_own_stopped_runs_timed_for_the_epochs_left(runs, managers, monkeypatch):
+    manager = managers(SLEEPER)
+    for name in ("theirs", "mine"):  # each stopped after its first of 3 epochs
+        done = {"epoch": 0}
+        hooks = Hooks(epoch=lambda row, done=done: done.update(epoch=row["epoch"]),
+                      stop=lambda done=done: done["epoch"] >= 1)
+        train_run(TrainConfig(**{**TINY, "epochs": 3}), name=name, root=runs, callbacks=[hooks])
+    at = open_page("train", operator=False)
+    assert not [s for s in at.get("selectbox") if s.key == "tr_resume_run"]
+    assert "Stopped runs can be resumed by the operator, or by the visitor whose job trained them" in texts(at)
+    RunDir(runs / "mine").update_status(owner=at.session_state["_ui_visitor"])  # as manager.submit records it
+    timed, per_epoch = [], {"seconds": 1000.0}
+    monkeypatch.setattr(estimates, "measure", lambda cfg, timeout=0: timed.append(cfg) or {
+        "seconds_per_epoch": per_epoch["seconds"], "startup_seconds": 5.0})
+    at.run()
+    picker = at.selectbox(key="tr_resume_run")
+    assert picker.value == "mine" and len(picker.options) == 1
+    at.button(key="tr_resume").click().run()
+    assert [(c.dataset, c.epochs) for c in timed] == [("digits", 2)]  # the two epochs it has still to train
+    assert "this job is estimated at 33 minutes; at most 30 minutes per job here" in texts(at) and not manager.jobs()
+    per_epoch["seconds"], at.session_state.tr_timing = 10.0, {}
+    at.button(key="tr_resume").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.resume and job.run == "mine" and job.owner == at.session_state["_ui_visitor"] and job.start_epoch == 2
 
 
 # ------------------------------------------------------------------------------------ a zip of your own photos
