@@ -6,6 +6,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -78,14 +79,18 @@ def _own_token() -> str:
     return token
 
 
+def server_secret() -> str:
+    """The operator secret: scripts/serve.py's (``CNN_OPERATOR_TOKEN``), else the one this server made itself."""
+    return settings.operator_token() or _own_token()
+
+
 def claim_operator() -> None:
     """On every run (the router calls it): a session that opened the operator link (``?operator=SECRET``) is the
     operator's from then on; the secret then leaves the address bar, so a shared screen does not show it."""
     given = st.query_params.get("operator")
     if given is None:
         return
-    token = settings.operator_token() or _own_token()
-    if secrets.compare_digest(str(given), token):
+    if secrets.compare_digest(str(given), server_secret()):
         st.session_state[OPERATOR] = True
     del st.query_params["operator"]
 
@@ -94,8 +99,21 @@ def is_operator() -> bool:
     return bool(st.session_state.get(OPERATOR))
 
 
+def address_id(address: str, secret: str) -> str:
+    """A visitor's id from their network address, keyed with the server's secret (HMAC-SHA-256): the same address
+    is the same id while this server runs, and the id (recorded in runs' status.json, shown to nobody) neither
+    reveals the address nor can be made for another address without the secret."""
+    return hmac.new(secret.encode(), address.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def visitor_id() -> str:
-    """This browser session's id: whose jobs are whose."""
+    """Whose jobs are whose: the client's address (``address_id``), so that a reload or a second tab is the same
+    visitor, with the same limits and the Cancel of their own jobs (people behind one address, one NAT, are one
+    visitor). A browser on this machine has no address (Streamlit gives none for localhost): this session's own
+    token then."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # a str: AppTest's stand-in runtime answers a mock
+        return address_id(address, server_secret())
     if VISITOR_ID not in st.session_state:
         st.session_state[VISITOR_ID] = secrets.token_hex(8)
     return st.session_state[VISITOR_ID]

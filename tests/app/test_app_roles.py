@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app_util import OPERATOR_TOKEN, open_page, texts
+from streamlit.testing.v1 import AppTest
 from test_app_runs import two_runs  # noqa: F401  (the fixture)
 from test_app_train import SLEEPER, TINY, managers  # noqa: F401  (a private JobManager)
 
@@ -110,3 +111,55 @@ def test_a_visitor_can_stop_their_own_job_but_not_someone_elses(runs, managers):
     at.run()
     at.button(key=f"tr_cancel_{mine.id}").click().run()
     assert mine.state == "cancelled" and theirs.state == "running"
+
+
+def test_a_visitors_id_is_their_address_keyed_with_the_servers_secret():
+    from pages import ui
+
+    one = ui.address_id("192.0.2.7", "secret")
+    assert one == ui.address_id("192.0.2.7", "secret") and len(one) == 16  # the same address: the same visitor
+    assert one != ui.address_id("192.0.2.8", "secret")  # another address: another visitor
+    assert one != ui.address_id("192.0.2.7", "another server's secret")  # not to be made without the secret
+    assert set(one) <= set("0123456789abcdef")  # nothing of the address shows
+
+
+def test_a_reload_or_second_tab_from_one_address_is_the_same_visitor(runs, managers, monkeypatch):  # noqa: F811
+    """Per-visitor limits and the Cancel of one's own job hold across sessions: the id comes from the address."""
+    import streamlit as st
+
+    from cnn_core.config import TrainConfig
+    from pages import ui
+
+    address = {"ip": "192.0.2.7"}
+    monkeypatch.setattr(type(st.context), "ip_address", property(lambda self: address["ip"]))
+    manager = managers(SLEEPER)
+    first_tab = open_page("train", operator=False)
+    assert "_ui_visitor" not in first_tab.session_state  # no per-session token when the address is known
+    mine = manager.submit(TrainConfig(**TINY), name="mine", root=runs, owner=ui.address_id("192.0.2.7", OPERATOR_TOKEN),
+                          operator=False, estimated_seconds=60)  # as the first tab's Start would record it
+    second_tab = open_page("train", operator=False)  # a reload is a new session too
+    assert [b.key for b in second_tab.button if b.key == f"tr_cancel_{mine.id}"] == [f"tr_cancel_{mine.id}"]
+    address["ip"] = "192.0.2.8"
+    elsewhere = open_page("train", operator=False)
+    assert not [b for b in elsewhere.button if b.key == f"tr_cancel_{mine.id}"]
+    address["ip"] = "192.0.2.7"
+    second_tab.run()
+    second_tab.button(key=f"tr_cancel_{mine.id}").click().run()
+    assert mine.state == "cancelled"
+
+
+def show_visitor_id() -> None:
+    import streamlit as st
+
+    from pages import ui
+
+    st.text(ui.visitor_id())
+
+
+def test_without_an_address_each_session_is_its_own_visitor():
+    """A browser on the server itself (Streamlit gives localhost no address): a token per session, kept while the
+    session lasts."""
+    one, two = AppTest.from_function(show_visitor_id).run(), AppTest.from_function(show_visitor_id).run()
+    first = one.text[0].value
+    assert first != two.text[0].value and len(first) == 16
+    assert one.run().text[0].value == first == one.session_state["_ui_visitor"]
