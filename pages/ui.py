@@ -287,13 +287,20 @@ def choose_dataset(prefix: str) -> tuple[str, str | None]:
     return choice, choice
 
 
-def shared_dataset(prefix: str) -> str:
+def shared_dataset(prefix: str) -> str | None:
     """A pick list of the photo folders under the data roots (never a free path): ``folder:PATH`` of the one
-    picked, checked to lie under the roots."""
+    picked, checked to lie under the roots; None (its one-line reason shown) when it is gone since the list was
+    made (an upload that expired within the list's minute of cache)."""
     rows = {r["name"]: r for r in shared_folders()}
     name = st.selectbox("Photo folder", list(rows), key=f"{prefix}_shared",
                         format_func=lambda n: f"{n} — {rows[n]['classes']} classes, {rows[n]['files']:,} files")
-    return f"folder:{resolve_under_roots(name)}" if name else ""
+    if not name:
+        return ""
+    try:
+        return f"folder:{resolve_under_roots(name)}"
+    except CnnError as e:
+        error(e)
+        return None
 
 
 def server_folder(prefix: str) -> str:

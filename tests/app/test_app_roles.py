@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app_util import OPERATOR_TOKEN, open_page, texts
+from pathlib import Path
+
+from app_util import OPERATOR_TOKEN, open_page, shown, texts
 from streamlit.testing.v1 import AppTest
 from test_app_runs import two_runs  # noqa: F401  (the fixture)
 from test_app_train import SLEEPER, TINY, managers  # noqa: F401  (a private JobManager)
@@ -53,10 +55,12 @@ def test_a_typed_path_is_not_read_until_the_operator_asks(runs, tmp_path, monkey
     assert scanned == [str(tmp_path)] and "no class folders" in texts(at)  # read once asked, and said why not
 
 
-def test_a_visitor_trains_on_a_photo_folder_picked_from_the_data_roots(runs, tmp_path, monkeypatch):
-    """Visitors never type a server path: they pick from the photo folders found under the data roots."""
+def pets_under_a_data_root(tmp_path, monkeypatch) -> Path:
+    """A data root holding one photo folder, pets/ (cats and dogs, 5 photos each); the page's list made afresh."""
     import numpy as np
     from PIL import Image
+
+    from pages import ui
 
     root = tmp_path / "class-data"
     for k, cls in enumerate(["cats", "dogs"]):
@@ -64,15 +68,34 @@ def test_a_visitor_trains_on_a_photo_folder_picked_from_the_data_roots(runs, tmp
         for i in range(5):
             Image.fromarray(np.full((20, 20, 3), 60 * k + i, dtype=np.uint8)).save(root / "pets" / cls / f"{i}.png")
     monkeypatch.setenv("CNN_DATA_ROOTS", str(root))
-    from pages import ui
-
     ui.shared_folders.clear()  # cached for a minute, process-wide
+    return root / "pets"
+
+
+def test_a_visitor_trains_on_a_photo_folder_picked_from_the_data_roots(runs, tmp_path, monkeypatch):
+    """Visitors never type a server path: they pick from the photo folders found under the data roots."""
+    pets_under_a_data_root(tmp_path, monkeypatch)
     at = open_page("train", operator=False)
     box = at.selectbox(key="tr_dataset")
     at.selectbox(key="tr_dataset").set_value("shared:…").run()
     assert at.selectbox(key="tr_shared").value.endswith("pets") and not at.error, [e.value for e in at.error]
     assert "2 classes" in at.selectbox(key="tr_shared").options[0]
     assert box is not None and not any("any path" in o for o in box.options)
+
+
+def test_a_picked_folder_that_is_gone_since_the_list_was_made_is_one_line_not_a_crash(runs, tmp_path, monkeypatch):
+    """The list is cached for a minute: an upload that expired meanwhile is refused in a line, the page goes on."""
+    import shutil
+
+    pets = pets_under_a_data_root(tmp_path, monkeypatch)
+    at = open_page("train", operator=False)
+    at.selectbox(key="tr_dataset").set_value("shared:…").run()
+    shutil.rmtree(pets)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [shown(e) for e in at.error] == ["'class-data/pets' is not one of the photo folders offered here; choose "
+                                            "one from the list of folders"]
+    assert not [b for b in at.button if b.key == "tr_start"]
 
 
 def test_the_operator_sets_the_class_limits_and_visitors_read_them(runs):
