@@ -31,6 +31,8 @@ from cnn_core.evaluation.explain import explain, grad_cam, overlay
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
+from cnn_core.jobs import limits
+from cnn_core.jobs import manager as jobs
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
 from cnn_core.training.lr_curve import EXPLODE
@@ -324,7 +326,9 @@ def zip_dataset(prefix: str) -> str | None:
     if up is None:
         return ""
     try:
-        info = import_zip(up.getvalue())
+        data = up.getvalue()
+        limits.check_disk(settings.uploads_dir(), len(data), limits.load_limits(), "the unpacked zip")
+        info = import_zip(data, in_use=jobs.manager().datasets_in_use())  # no upload expires under a job
     except CnnError as e:
         error(e)
         return None

@@ -123,11 +123,12 @@ def free_bytes(root: Path) -> int:
     return shutil.disk_usage(p).free
 
 
-def check_disk(root: Path, needed: int, limits: Limits) -> None:
-    """Refuse work that would leave less than the floor free (everyone, the operator too)."""
+def check_disk(root: Path, needed: int, limits: Limits, what: str = "this job's checkpoints") -> None:
+    """Refuse work that would leave less than the floor free (everyone, the operator too); ``needed`` bytes are
+    ``what`` the work writes."""
     free = free_bytes(root)
     if free - needed < limits.min_free_gb * GB:
-        need = f" (+{needed / GB:.2f} GB for this job's checkpoints)" if needed else ""
+        need = f" (+{needed / GB:.2f} GB for {what})" if needed else ""
         raise CnnError(f"only {free / GB:.1f} GB free under {root}; new work needs {limits.min_free_gb:g} GB free"
                        f"{need}: delete old runs first")
 

@@ -110,7 +110,7 @@ class JobManager:
             run.write_config(cfg.to_dict())
             run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}", owner=owner)
             job = Job(f"job-{next(self._ids)}", run.name, root_path, device, ["train", "--prepared", run.name],
-                      cfg.epochs, nproc=nproc, owner=owner)
+                      cfg.epochs, nproc=nproc, owner=owner, dataset=cfg.dataset)
             return self._enqueue(job)
 
     def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
@@ -134,7 +134,7 @@ class JobManager:
             self._admit(owner, operator, root_path, disk, estimated_seconds, runs=len(plan.runs))
             open_sweep(plan, root_path)
             job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", "--continue", plan.name],
-                      base.epochs, kind="sweep", runs=plan.runs, owner=owner)
+                      base.epochs, kind="sweep", runs=plan.runs, owner=owner, dataset=base.dataset)
             return self._enqueue(job)
 
     def submit_lr_find(self, cfg: TrainConfig, root: str | os.PathLike | None = None, owner: str = "",
@@ -189,7 +189,7 @@ class JobManager:
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.root.resolve(), device,
                       ["train", "--resume", run_dir.name, *more], epochs or cfg.epochs,
                       start_epoch=info.epochs_run + 1, resume=True, extending=epochs is not None, nproc=nproc,
-                      owner=owner)
+                      owner=owner, dataset=cfg.dataset)
             return self._enqueue(job)
 
     def cancel(self, job_id: str, by: str = "", operator: bool = True) -> Job:
@@ -244,7 +244,7 @@ class JobManager:
             if pid and pid not in self._pids():
                 cfg = run.config()
                 jobs.append(Job("", run.name, root, str(cfg.get("device", "auto")), [], int(cfg.get("epochs", 1)),
-                                adopted=True, _pid=pid))
+                                dataset=str(cfg.get("dataset", "")), adopted=True, _pid=pid))
         return jobs
 
     def _orphan_sweeps(self, root: Path) -> list[Job]:
@@ -256,7 +256,8 @@ class JobManager:
             if pid and pid not in self._pids() and meta.get("runs"):
                 base = meta.get("base") or {}
                 jobs.append(Job("", d.name, root, str(base.get("device", "auto")), [], int(base.get("epochs", 1)),
-                                kind="sweep", runs=list(meta["runs"]), adopted=True, _pid=pid))
+                                kind="sweep", runs=list(meta["runs"]), dataset=str(base.get("dataset", "")),
+                                adopted=True, _pid=pid))
         return jobs
 
     def _adopt_one(self, job: Job, locks: list[Holder]) -> Job:
@@ -317,6 +318,11 @@ class JobManager:
         root_path = runs_root(root).resolve()
         with self._lock:
             return {r for j in self._jobs.values() if j.active and j.root == root_path for r in j.runs}
+
+    def datasets_in_use(self) -> set[str]:
+        """The datasets the running and waiting jobs train on: an upload among them must not expire under them."""
+        with self._lock:
+            return {j.dataset for j in self._jobs.values() if j.active and j.dataset}
 
     def position(self, job_id: str) -> int:
         """1 for the next job to start on its device; 0 when not queued."""

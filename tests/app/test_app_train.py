@@ -300,6 +300,37 @@ def test_a_hostile_or_single_class_zip_is_refused_in_one_line_and_writes_nothing
     assert not [b for b in at.button if b.key == "tr_start"]
 
 
+def test_an_upload_a_job_trains_on_is_not_expired_to_make_room_for_another(runs, managers, data_root, monkeypatch):
+    from pages import ui
+
+    manager = managers(SLEEPER)
+    cap = {"bytes": 10 ** 9}
+    real = ui.import_zip
+    monkeypatch.setattr(ui, "import_zip", lambda data, **kw: real(data, max_total=cap["bytes"], **kw))
+    at = open_page("train")
+    upload(at, PHOTOS)
+    [first] = list((data_root.parent / "state" / "uploads").iterdir())
+    job = manager.submit(TrainConfig(**{**TINY, "dataset": f"folder:{first.resolve()}"}), name="on-it", root=runs)
+    cap["bytes"] = sum(f.stat().st_size for f in first.rglob("*") if f.is_file()) + 10  # room for one upload
+    other = photo_zip({f"p/{c}/{i}.png": png((i, k * 90, 9)) for k, c in enumerate(["x", "y"]) for i in range(4)})
+    upload(at, other, "other.zip")
+    assert "the other uploads are being trained on or unpacked" in shown(at.error[0]) and first.is_dir()
+    manager.cancel(job.id)  # no job on it any more: it may expire now
+    at.run()
+    assert not at.error and not first.exists()
+
+
+def test_an_upload_is_refused_in_one_line_when_the_disk_is_nearly_full(runs, managers, data_root):
+    from cnn_core.jobs.limits import GB, free_bytes, save_limits
+
+    managers(SLEEPER)
+    save_limits({"min_free_gb": free_bytes(data_root) / GB + 1000})  # a floor above what this disk has free
+    at = open_page("train")
+    upload(at, PHOTOS)
+    assert len(at.error) == 1 and "GB for the unpacked zip): delete old runs first" in shown(at.error[0])
+    assert not (data_root.parent / "state" / "uploads").exists()
+
+
 # ------------------------------------------------------------------------------------------------- all GPUs
 
 def test_all_gpus_is_offered_only_with_more_than_one_and_launches_torchrun(runs, managers, monkeypatch):

@@ -188,6 +188,18 @@ def test_a_visitors_learning_rate_finder_is_held_to_the_step_size_of_the_time_es
     assert sleepers.submit_lr_find(big, root=runs).kind == "lr-find"  # the operator's is not capped
 
 
+def test_the_datasets_of_running_and_waiting_jobs_are_in_use_until_they_end(runs, sleepers):
+    """What an upload's expiry must spare (data.uploads.import_zip's ``in_use``)."""
+    training = sleepers.submit(TrainConfig(**TINY), name="a", root=runs)
+    finder = sleepers.submit_lr_find(TrainConfig(**{**TINY, "dataset": "folder:/photos/of/cats"}))  # waits
+    assert sleepers.datasets_in_use() == {"digits", "folder:/photos/of/cats"}
+    sleepers.cancel(finder.id)
+    assert sleepers.datasets_in_use() == {"digits"}
+    sleepers.cancel(training.id)
+    sleepers.wait(training.id, timeout=30)
+    assert sleepers.datasets_in_use() == set()
+
+
 def test_nobody_starts_work_below_the_free_disk_floor(runs, sleepers):
     floor = free_bytes(runs) / GB + 1000  # a floor above what this disk has free
     save_limits({"min_free_gb": floor})
