@@ -11,6 +11,7 @@ from cnn_core.core.errors import CnnError, DataError
 from cnn_core.evaluation import export
 from cnn_core.evaluation.modelcard import read_model_card
 from cnn_core.evaluation.reports import top_losses
+from cnn_core.jobs import limits
 from cnn_core.runs.rundir import RunInfo, list_runs
 from pages import ui
 
@@ -186,7 +187,8 @@ for col, (fmt, file_name) in zip(cols, export.FORMATS.items()):
     missing = export.missing_packages(fmt)
     if col.button(f"Export {fmt}", key=f"ev_export_{fmt}", icon=":material/output:", disabled=bool(missing)):
         try:
-            with st.spinner(f"Exporting {run.name} as {fmt}…"):
+            limits.check_disk(ui.root(), run.run.checkpoint().stat().st_size, limits.load_limits(), "the export")
+            with st.spinner(f"Exporting {ui.esc(run.name)} as {fmt}…"):
                 res = export.export_run(run.name, fmt, ui.root())
             col.success(f"{file_name}: {res['bytes'] / 1e6:.2f} MB")
         except CnnError as e:

@@ -16,9 +16,10 @@ from cnn_core.config.train_config import kind, meta, sweepable
 from cnn_core.core.errors import CnnError
 from cnn_core.data import list_datasets
 from cnn_core.engine.device import pick_device
+from cnn_core.jobs import estimate as estimates
 from cnn_core.jobs import manager as jobs
 from cnn_core.models import get_spec, list_models, make_config
-from cnn_core.workflows.sweep import list_sweeps, read_sweep, sweep_dir, swept_keys
+from cnn_core.workflows.sweep import SweepPlan, list_sweeps, read_sweep, sweep_dir, swept_keys
 from pages import ui
 
 ui.require_router(__file__)  # before anything else: see ui.require_router
@@ -52,6 +53,17 @@ def values_of(name: str) -> list:
     if meta(name).choices:
         return list(v)
     return [x == "on" for x in v] if kind(name) is bool else sweep_values(name, v)
+
+
+def sweep_seconds(plan: SweepPlan) -> float | None:
+    """A visitor's sweep is timed before it is queued (the class has a time limit per job): a few steps of its
+    first run, measured in a subprocess (jobs.estimate), times its runs. The operator's is not timed."""
+    if ui.is_operator():
+        return None
+    first = plan.cfgs[0]
+    with st.spinner("Timing a few training steps of its first run (the class has a time limit per job)…"):
+        est = estimates.measure(first)
+    return len(plan.runs) * (est["seconds_per_epoch"] * first.epochs + est["startup_seconds"])
 
 
 def current_job(manager: jobs.JobManager) -> jobs.Job | None:
@@ -187,7 +199,8 @@ if plan is not None:
     if st.button("Queue sweep" if busy else "Start sweep", type="primary", key="sw_start",
                  icon=":material/play_arrow:"):
         try:
-            new = manager.submit_sweep(grid, base, plan.name, owner=ui.owner(), operator=ui.is_operator())
+            new = manager.submit_sweep(grid, base, plan.name, owner=ui.owner(), operator=ui.is_operator(),
+                                       estimated_seconds=sweep_seconds(plan))
             st.session_state.sw_job, st.session_state.sw_view = new.id, new.run
             st.rerun()
         except CnnError as e:

@@ -371,7 +371,8 @@ if estimate is not None and cfg is not None:
 
 runs = list_runs(ui.root())
 active_runs = manager.active_runs(ui.root())
-resumable = [r for r in runs if r.state in RESUMABLE and r.run.has("last") and r.name not in active_runs]
+stopped = [r for r in runs if r.state in RESUMABLE and r.run.has("last") and r.name not in active_runs]
+resumable = [r for r in stopped if jobs.may_continue(r.run, ui.owner(), ui.is_operator())]
 if resumable:
     st.subheader("Resume a stopped run")
     by_name = {r.name: r for r in resumable}
@@ -380,14 +381,18 @@ if resumable:
     if st.button("Resume", key="tr_resume", icon=":material/resume:",
                  help="Continues from its last finished epoch with the options it was started with."):
         try:
-            st.session_state.tr_job = manager.resume(name, nproc=nproc, owner=ui.owner(),
-                                                     operator=ui.is_operator()).id
+            saved = TrainConfig.from_dict(by_name[name].run.config())
+            left = saved.replace(epochs=max(1, saved.epochs - by_name[name].epochs_run))  # what is still to train
+            st.session_state.tr_job = manager.resume(name, nproc=nproc, owner=ui.owner(), operator=ui.is_operator(),
+                                                     estimated_seconds=job_seconds(left, timed_options(left))).id
             st.rerun()
-        except CnnError as e:
+        except (CnnError, TypeError) as e:
             ui.error(e)
+elif stopped and not ui.is_operator():
+    st.caption("Stopped runs can be resumed by the operator, or by the visitor whose job trained them.")
 
 finished = [r for r in runs if r.state in FINISHED and r.run.has("last") and r.name not in active_runs]
-extendable = [r for r in finished if jobs.may_extend(r.run, ui.owner(), ui.is_operator())]
+extendable = [r for r in finished if jobs.may_continue(r.run, ui.owner(), ui.is_operator())]
 if extendable:
     st.subheader("Train a finished run further")
     by_name = {r.name: r for r in extendable}

@@ -6,6 +6,7 @@ No torch here and no second copy of core logic: every number comes from a cnn_co
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -31,6 +32,8 @@ from cnn_core.evaluation.explain import explain, grad_cam, overlay
 from cnn_core.evaluation.predictor import Predictor
 from cnn_core.evaluation.reports import run_report, split_images
 from cnn_core.imaging.loader import MAX_BYTES
+from cnn_core.jobs import limits
+from cnn_core.jobs import manager as jobs
 from cnn_core.models import model_table
 from cnn_core.runs.rundir import FINISHED, RunDir, RunInfo, runs_root
 from cnn_core.training.lr_curve import EXPLODE
@@ -79,14 +82,18 @@ def _own_token() -> str:
     return token
 
 
+def server_secret() -> str:
+    """The operator secret: scripts/serve.py's (``CNN_OPERATOR_TOKEN``), else the one this server made itself."""
+    return settings.operator_token() or _own_token()
+
+
 def claim_operator() -> None:
     """On every run (the router calls it): a session that opened the operator link (``?operator=SECRET``) is the
     operator's from then on; the secret then leaves the address bar, so a shared screen does not show it."""
     given = st.query_params.get("operator")
     if given is None:
         return
-    token = settings.operator_token() or _own_token()
-    if secrets.compare_digest(str(given), token):
+    if secrets.compare_digest(str(given), server_secret()):
         st.session_state[OPERATOR] = True
     del st.query_params["operator"]
 
@@ -95,8 +102,21 @@ def is_operator() -> bool:
     return bool(st.session_state.get(OPERATOR))
 
 
+def address_id(address: str, secret: str) -> str:
+    """A visitor's id from their network address, keyed with the server's secret (HMAC-SHA-256): the same address
+    is the same id while this server runs, and the id (recorded in runs' status.json, shown to nobody) neither
+    reveals the address nor can be made for another address without the secret."""
+    return hmac.new(secret.encode(), address.encode(), hashlib.sha256).hexdigest()[:16]
+
+
 def visitor_id() -> str:
-    """This browser session's id: whose jobs are whose."""
+    """Whose jobs are whose: the client's address (``address_id``), so that a reload or a second tab is the same
+    visitor, with the same limits and the Cancel of their own jobs (people behind one address, one NAT, are one
+    visitor). A browser on this machine has no address (Streamlit gives none for localhost): this session's own
+    token then."""
+    address = st.context.ip_address
+    if isinstance(address, str) and address:  # a str: AppTest's stand-in runtime answers a mock
+        return address_id(address, server_secret())
     if VISITOR_ID not in st.session_state:
         st.session_state[VISITOR_ID] = secrets.token_hex(8)
     return st.session_state[VISITOR_ID]
@@ -270,13 +290,20 @@ def choose_dataset(prefix: str) -> tuple[str, str | None]:
     return choice, choice
 
 
-def shared_dataset(prefix: str) -> str:
+def shared_dataset(prefix: str) -> str | None:
     """A pick list of the photo folders under the data roots (never a free path): ``folder:PATH`` of the one
-    picked, checked to lie under the roots."""
+    picked, checked to lie under the roots; None (its one-line reason shown) when it is gone since the list was
+    made (an upload that expired within the list's minute of cache)."""
     rows = {r["name"]: r for r in shared_folders()}
     name = st.selectbox("Photo folder", list(rows), key=f"{prefix}_shared",
                         format_func=lambda n: f"{n} — {rows[n]['classes']} classes, {rows[n]['files']:,} files")
-    return f"folder:{resolve_under_roots(name)}" if name else ""
+    if not name:
+        return ""
+    try:
+        return f"folder:{resolve_under_roots(name)}"
+    except CnnError as e:
+        error(e)
+        return None
 
 
 def server_folder(prefix: str) -> str:
@@ -300,7 +327,9 @@ def zip_dataset(prefix: str) -> str | None:
     if up is None:
         return ""
     try:
-        info = import_zip(up.getvalue())
+        data = up.getvalue()
+        limits.check_disk(settings.uploads_dir(), len(data), limits.load_limits(), "the unpacked zip")
+        info = import_zip(data, in_use=jobs.manager().datasets_in_use())  # no upload expires under a job
     except CnnError as e:
         error(e)
         return None

@@ -17,9 +17,11 @@ os.environ.setdefault("CNN_THREADS", "2")
 
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path_factory, monkeypatch) -> Path:
-    """A private app state folder per test (device locks, limits): no test waits on another's lock."""
+    """A private app state folder per test (limits, uploads) with its own device locks: no test waits on another's
+    lock, nor on a training of this machine's user."""
     folder = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("CNN_STATE_DIR", str(folder))
+    monkeypatch.setenv("CNN_LOCK_DIR", str(folder / "locks"))
     return folder
 
 

@@ -5,7 +5,9 @@
 | CNN_CHECKPOINTS | the runs folder | ./checkpoints |
 | CNN_DATA_DIR | where datasets are found (and downloaded to) | ./data |
 | CNN_CACHE_DIR | decoded datasets (the data dir may be read-only) | ~/.cache/cnn_core |
-| CNN_STATE_DIR | the app's own state: uploads, device locks, limits, learning-rate finder results | ./.cnn_state |
+| CNN_STATE_DIR | the app's own state: uploads, limits, learning-rate finder results | ./.cnn_state |
+| CNN_LOCK_DIR | the device locks, one folder for every process of this user on this machine | /tmp/cnn_core-locks-UID |
+| CNN_DEVICE_LOCK_FD | set by the app's job manager for its training process: the device lock it inherits | none |
 | CNN_DATA_ROOTS | folders (``:``-separated) whose photo folders visitors may train on | data dir + uploads |
 | CNN_OPERATOR_TOKEN | the secret in the operator's link (scripts/serve.py makes it at start) | none |
 | CNN_THREADS | intra-op threads for training and evaluation | the usable cores / local processes |
@@ -36,7 +38,7 @@ def cache_dir() -> Path:
 
 
 def state_dir() -> Path:
-    """$CNN_STATE_DIR, else ./.cnn_state: what the app keeps for itself (uploads, device locks, limits). Never the
+    """$CNN_STATE_DIR, else ./.cnn_state: what the app keeps for itself (uploads, limits). Never the
     shared data folder: a class must not fill the course's datasets folder."""
     return Path(os.environ.get("CNN_STATE_DIR") or ".cnn_state")
 
@@ -44,6 +46,21 @@ def state_dir() -> Path:
 def uploads_dir() -> Path:
     """Where zip uploads are unpacked: inside the state folder."""
     return state_dir() / "uploads"
+
+
+LOCK_FD_ENV = "CNN_DEVICE_LOCK_FD"  # set by the job manager: "your parent took the device lock for you"
+
+
+def lock_dir() -> Path:
+    """$CNN_LOCK_DIR, else /tmp/cnn_core-locks-UID: the device locks. Never relative to the working directory (nor
+    inside the state folder, which is): a `train` started from another folder must meet the app's lock."""
+    return Path(os.environ.get("CNN_LOCK_DIR") or f"/tmp/cnn_core-locks-{os.getuid()}")
+
+
+def inherited_lock_fd() -> int | None:
+    """$CNN_DEVICE_LOCK_FD: the descriptor of the device lock this process's parent took for it, if any."""
+    fd = os.environ.get(LOCK_FD_ENV)
+    return int(fd) if fd and fd.isdigit() else None
 
 
 def lr_find_dir() -> Path:

@@ -13,6 +13,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -166,7 +167,7 @@ def _extract(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], out: Path, max
 
 
 def import_zip(data: bytes, uploads_root: str | os.PathLike | None = None, max_upload: int = MAX_BYTES,
-               max_total: int = MAX_UPLOADS_BYTES) -> dict[str, Any]:
+               max_total: int = MAX_UPLOADS_BYTES, in_use: Iterable[str] = ()) -> dict[str, Any]:
     """Unpack an uploaded zip of class folders into ``<uploads>/photos-<hash>`` (``settings.uploads_dir()``, in
     the app's state folder: never the shared data folder) and describe it.
 
@@ -174,7 +175,8 @@ def import_zip(data: bytes, uploads_root: str | os.PathLike | None = None, max_u
     uploaded again is found rather than unpacked twice. It is kept only when it is trainable: two or more classes
     whose photos decode with the safe loader, each with enough for training, validation and testing. A zip that
     is too large, hostile (see ``extract_zip_dataset``) or not trainable raises a one-line DataError and leaves
-    nothing on disk. The oldest uploads (by last use) expire so that the folder stays under ``max_total``.
+    nothing on disk. The oldest uploads (by last use) expire so that the folder stays under ``max_total``, never
+    one that a dataset of ``in_use`` (the jobs' ``folder:PATH``, running or waiting) trains on.
     Returns ``describe_folder``'s dict plus ``path`` (for ``folder:PATH``), ``new`` and ``expired`` (the names
     of the uploads removed to make room)."""
     if len(data) > max_upload:
@@ -189,7 +191,7 @@ def import_zip(data: bytes, uploads_root: str | os.PathLike | None = None, max_u
     try:
         tmp = extract_zip_dataset(data, uploads, max_bytes=min(MAX_EXTRACTED_BYTES, max_total))
         _check_trainable(tmp)
-        expired = _make_room(uploads, max_total)
+        expired = _make_room(uploads, max_total, _folders(in_use))
         try:
             tmp.rename(final)
         except OSError:  # the same zip, unpacked meanwhile by another session: keep that one
@@ -253,18 +255,25 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
-def _make_room(uploads: Path, max_total: int) -> list[str]:
-    """Remove the least recently used uploads until the folder (the new one included) fits ``max_total``; a
-    one-line refusal when it cannot (other sessions' uploads still unpacking)."""
+def _folders(datasets: Iterable[str]) -> list[Path]:
+    """The real folders of the ``folder:PATH`` datasets among ``datasets``."""
+    return [Path(d.split(":", 1)[1]).resolve() for d in datasets if d.startswith("folder:")]
+
+
+def _make_room(uploads: Path, max_total: int, keep: list[Path]) -> list[str]:
+    """Remove the least recently used uploads until the folder (the new one included) fits ``max_total``, none
+    that holds a folder of ``keep``; a one-line refusal when it cannot (uploads in use or still unpacking)."""
     used = _tree_bytes(uploads)
     expired = []
     for _, old in sorted((p.stat().st_mtime_ns, p) for p in uploads.glob("photos-*") if not p.is_symlink()):
         if used <= max_total:
             break
+        if any(k.is_relative_to(old.resolve()) for k in keep):
+            continue
         used -= _tree_bytes(old)
         shutil.rmtree(old, ignore_errors=True)
         expired.append(old.name)
     if used > max_total:
         raise DataError(f"no room for this upload: the uploads folder may hold {max_total / 1024 ** 2:,.0f} MB and "
-                        "other uploads are still being unpacked; try again in a minute")
+                        "the other uploads are being trained on or unpacked; try again later")
     return expired

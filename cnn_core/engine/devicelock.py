@@ -1,4 +1,4 @@
-"""One training per device across processes: an exclusive ``flock`` on ``state_dir()/locks/<device>.lock``.
+"""One training per device across processes: an exclusive ``flock`` on ``settings.lock_dir()/<device>.lock``.
 
 Two trainings on one CPU each run at half speed and a second one on a GPU runs it out of memory, so whoever
 trains on a device holds its lock: the CLI's ``train`` and ``sweep``, and the app's jobs (the job manager takes
@@ -7,6 +7,9 @@ the subprocess not to take it again). The kernel drops a flock when its last hol
 a SIGKILLed training never blocks the next one. The file also says who holds it (pid, run, origin), for the
 "busy" message and for a restarted server that adopts the training; a file whose recorded pid is dead counts
 as free even when an orphan (a forked child) still holds the old flock: the file is replaced.
+
+The lock folder is one per user and machine (in /tmp, not under the working directory), so a ``train`` started
+from any folder meets the app's lock; it is made private (0700) and refused when it belongs to someone else.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -25,7 +29,7 @@ from ..core import settings
 from ..core.errors import CnnError
 from ..core.files import alive
 
-LOCK_FD_ENV = "CNN_DEVICE_LOCK_FD"  # set by the job manager: "your parent took the device lock for you"
+LOCK_FD_ENV = settings.LOCK_FD_ENV  # set by the job manager: "your parent took the device lock for you"
 
 
 @dataclass
@@ -52,8 +56,20 @@ class DeviceBusy(CnnError):
         self.holder = holder
 
 
+def lock_folder() -> Path:
+    """The device locks' folder, made private on first use; a folder of another user (made in /tmp before us,
+    to read or fake our locks) is refused in one line."""
+    folder = settings.lock_dir()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise CnnError(f"the device lock folder {folder} is not a folder of yours; remove it, or set CNN_LOCK_DIR "
+                       "to one")
+    return folder
+
+
 def lock_path(device: str) -> Path:
-    return settings.state_dir() / "locks" / (re.sub(r"[^A-Za-z0-9_-]+", "-", device) + ".lock")
+    return lock_folder() / (re.sub(r"[^A-Za-z0-9_-]+", "-", device) + ".lock")
 
 
 class DeviceLock:
@@ -91,22 +107,23 @@ def read_holder(device: str) -> Holder | None:
     try:
         info = json.loads(lock_path(device).read_text() or "{}")
         holder = Holder(**info)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, CnnError):
         return None
     return holder if holder.pid > 0 and alive(holder.pid) else None
 
 
 def holders() -> list[Holder]:
     """Every device lock held by a live process (a restarted server adopts their trainings)."""
-    folder = settings.state_dir() / "locks"
-    found = [read_holder(p.stem) for p in sorted(folder.glob("*.lock"))] if folder.is_dir() else []
+    try:
+        found = [read_holder(p.stem) for p in sorted(lock_folder().glob("*.lock"))]
+    except (OSError, CnnError):  # no lock folder of ours: nothing to adopt (taking a lock says why)
+        return []
     return [h for h in found if h is not None]
 
 
 def try_lock(device: str, run: str = "", origin: str = "terminal", root: str = "") -> DeviceLock:
     """Take the device's lock now or raise DeviceBusy naming its holder; never waits."""
     path = lock_path(device)
-    path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -148,7 +165,7 @@ def _replace_if_dead(device: str, path: Path) -> None:
 def inherited() -> bool:
     """Whether this process trains under a lock its parent took (a job of the app, or a torchrun worker of one),
     or is a torchrun rank other than 0 (rank 0 holds the lock for the whole job)."""
-    return bool(os.environ.get(LOCK_FD_ENV)) or settings.rank() != 0
+    return settings.inherited_lock_fd() is not None or settings.rank() != 0
 
 
 @contextlib.contextmanager

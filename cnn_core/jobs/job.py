@@ -41,7 +41,8 @@ class Job:
     nproc: int = 1  # processes under torchrun (one per GPU); 1 is the plain CLI
     argv: list[str] = field(default_factory=list)  # the command line, once started
     stderr_tail: list[str] = field(default_factory=list)  # a failed process's last words, for diagnosis
-    owner: str = ""  # who asked (an opaque per-session id); "" is the operator or the command line
+    owner: str = ""  # who asked (an opaque per-visitor id); "" is the operator or the command line
+    dataset: str = ""  # what it trains on (its config's): an upload in use must not expire
     origin: str = "app"  # "app" (a job of a server) or "terminal" (python -m cnn_core from a shell)
     adopted: bool = False  # started before this server: watched by its pid, not our child
     _proc: subprocess.Popen | None = field(default=None, repr=False)

@@ -101,6 +101,20 @@ def checkpoint_bytes(cfg: TrainConfig) -> int:
     return params * BYTES_PER_PARAM * CHECKPOINTS_PER_RUN
 
 
+def check_step_pixels(cfg: TrainConfig) -> None:
+    """Refuse a batch whose every step is too large for a job that is not timed (the learning-rate finder: its
+    cost is its fixed number of steps). The cap is the time estimate's own (``MAX_STEP_PIXELS``); the side is
+    the one asked for, else the model's default, which no built-in dataset's images exceed."""
+    from ..models.registry import get_spec
+    from ..training.estimate import MAX_STEP_PIXELS
+
+    side = get_spec(cfg.model).pick_size(None, cfg.input_size)
+    if cfg.batch_size * side * side > MAX_STEP_PIXELS:
+        most = max(1, MAX_STEP_PIXELS // (side * side))
+        raise CnnError(f"a batch of {cfg.batch_size} images of {side}x{side} is too large a step for the "
+                       f"learning-rate finder here: use a batch of at most {most}, or a smaller input size")
+
+
 def free_bytes(root: Path) -> int:
     """Free space on the disk that holds ``root`` (or its nearest existing parent: a fresh server has none)."""
     p = root.resolve()
@@ -109,22 +123,28 @@ def free_bytes(root: Path) -> int:
     return shutil.disk_usage(p).free
 
 
-def check_disk(root: Path, needed: int, limits: Limits) -> None:
-    """Refuse work that would leave less than the floor free (everyone, the operator too)."""
+def check_disk(root: Path, needed: int, limits: Limits, what: str = "this job's checkpoints") -> None:
+    """Refuse work that would leave less than the floor free (everyone, the operator too); ``needed`` bytes are
+    ``what`` the work writes."""
     free = free_bytes(root)
     if free - needed < limits.min_free_gb * GB:
-        need = f" (+{needed / GB:.2f} GB for this job's checkpoints)" if needed else ""
+        need = f" (+{needed / GB:.2f} GB for {what})" if needed else ""
         raise CnnError(f"only {free / GB:.1f} GB free under {root}; new work needs {limits.min_free_gb:g} GB free"
                        f"{need}: delete old runs first")
 
 
-def check_visitor(limits: Limits, queued: int, running: int, estimated_seconds: float | None, runs: int) -> None:
-    """Refuse a visitor's request that would go over their share of the server."""
+def check_visitor(limits: Limits, queued: int, running: int, estimated_seconds: float | None, runs: int,
+                  timed: bool = True) -> None:
+    """Refuse a visitor's request that would go over their share of the server. A ``timed`` kind of job (a training,
+    a sweep) must come with its estimate: one without could run for days."""
     most = limits.queued_per_visitor + limits.running_per_visitor
     if queued >= limits.queued_per_visitor or queued + running >= most:
         raise CnnError(f"you already have {running} job(s) training and {queued} waiting (at most "
                        f"{limits.running_per_visitor} + {limits.queued_per_visitor}); wait for one to finish or "
                        "cancel it")
+    if timed and estimated_seconds is None:
+        raise CnnError(f"this job could not be timed before it starts, and a visitor's jobs must be (at most "
+                       f"{limits.job_minutes:g} minutes per job here): estimate its time first")
     if estimated_seconds is not None and estimated_seconds > limits.job_minutes * 60:
         raise CnnError(f"this job is estimated at {estimated_seconds / 60:.0f} minutes; at most "
                        f"{limits.job_minutes:g} minutes per job here: fewer epochs, a subset or a smaller model")

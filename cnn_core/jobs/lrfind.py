@@ -71,7 +71,7 @@ def new_job(job_id: str, cfg: TrainConfig, root: Path, device: str, owner: str) 
     """A queued finder job for ``cfg``; its result file is written now (state "queued", with the config)."""
     _forget_old()
     name = f"lr-find-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    job = LrFindJob(job_id, name, root, device, [], 1, kind=KIND, owner=owner)
+    job = LrFindJob(job_id, name, root, device, [], 1, kind=KIND, owner=owner, dataset=cfg.dataset)
     job.file.write("queued", config=cfg.to_dict())  # every later write keeps the config
     job.args = ["lr-find", *config_args(cfg), "--out", str(job.file.path.resolve()), "--json"]
     return job

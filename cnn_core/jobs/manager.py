@@ -22,8 +22,9 @@ starts, the trainings that still run without it (a previous server's jobs, train
 show as running jobs that can be cancelled, and keep their device busy until they end.
 
 Each job has an ``owner`` (an opaque id; "" is the operator), also written into its run's status.json. Visitors
-may cancel only their own jobs, train further (``resume(..., epochs=N)``) only the runs their own jobs trained,
-and are held to ``limits.Limits``; the operator is only held to the free-disk floor.
+may cancel only their own jobs, resume or train further (``resume(..., epochs=N)``) only the runs their own jobs
+trained, and are held to ``limits.Limits``: every training and sweep of theirs comes with its estimated time;
+the operator is only held to the free-disk floor.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from ..runs.rundir import ACTIVE, FINISHED, RunDir, list_run_dirs, runs_root
 from ..workflows.sweep import SweepPlan, open_sweep, plan_sweep, read_sweep, sweep_manifest, sweep_status, sweeps_root
 from . import lrfind
 from .job import Job
-from .limits import check_disk, check_visitor, checkpoint_bytes, load_limits
+from .limits import check_disk, check_step_pixels, check_visitor, checkpoint_bytes, load_limits
 
 QUEUE_LIMIT = 3  # waiting jobs per device; a class of 30 should not stack up a day of training
 LOCK_POLL = 3.0  # seconds between looks at a device another process trains on
@@ -109,7 +110,7 @@ class JobManager:
             run.write_config(cfg.to_dict())
             run.update_status(state="queued", pid=os.getpid(), message=f"waiting for {device}", owner=owner)
             job = Job(f"job-{next(self._ids)}", run.name, root_path, device, ["train", "--prepared", run.name],
-                      cfg.epochs, nproc=nproc, owner=owner)
+                      cfg.epochs, nproc=nproc, owner=owner, dataset=cfg.dataset)
             return self._enqueue(job)
 
     def submit_sweep(self, grid: dict[str, list[Any]], base: TrainConfig, name: str | None = None,
@@ -133,27 +134,31 @@ class JobManager:
             self._admit(owner, operator, root_path, disk, estimated_seconds, runs=len(plan.runs))
             open_sweep(plan, root_path)
             job = Job(f"job-{next(self._ids)}", plan.name, root_path, device, ["sweep", "--continue", plan.name],
-                      base.epochs, kind="sweep", runs=plan.runs, owner=owner)
+                      base.epochs, kind="sweep", runs=plan.runs, owner=owner, dataset=base.dataset)
             return self._enqueue(job)
 
     def submit_lr_find(self, cfg: TrainConfig, root: str | os.PathLike | None = None, owner: str = "",
                        operator: bool = True) -> Job:
         """Find a learning rate for ``cfg`` (``python -m cnn_core lr-find``) as a job in its device's queue, held
-        to the same limits as a training; ``job.result()`` reads its outcome (jobs.lrfind)."""
+        to the same limits as a training; ``job.result()`` reads its outcome (jobs.lrfind). It is not timed: its
+        cost is its fixed number of steps, each of a visitor's no larger than the time estimate's cap."""
         get_spec(cfg.model)  # a typo is refused here, not in a subprocess
         device = str(pick_device(cfg.device))
         root_path = runs_root(root).resolve()
+        if not operator:
+            check_step_pixels(cfg)
         with self._lock:
             self._check_room(device)
-            self._admit(owner, operator, root_path, 0, None)  # about 100 batches: no time estimate needed
+            self._admit(owner, operator, root_path, 0, None, timed=False)
             return self._enqueue(lrfind.new_job(f"job-{next(self._ids)}", cfg, root_path, device, owner))
 
     def resume(self, run: str, root: str | os.PathLike | None = None, nproc: int = 1, owner: str = "",
                operator: bool = True, estimated_seconds: float | None = None, epochs: int | None = None) -> Job:
         """Continue a stopped run from its last.pt with its own saved options (with any number of processes).
         With ``epochs``, up to that many epochs in all: a finished run trains further (``train --resume RUN
-        --epochs N``). That changes a run someone trained, so a visitor may extend only a run a job of theirs
-        trained (its status.json names them), the operator any; either way it is admitted like a new job."""
+        --epochs N``). Either changes a run someone trained, so a visitor may continue only a run a job of theirs
+        trained (its status.json names them), the operator any; either way it is admitted like a new job, its
+        ``estimated_seconds`` those of the epochs still to train."""
         run_dir = RunDir.resolve(run, runs_root(root).resolve())
         saved = run_dir.config()
         if not saved:
@@ -169,8 +174,11 @@ class JobManager:
         if epochs is None and info.state in FINISHED:
             raise CnnError(f"run {run_dir.name} has already finished its {info.epochs_run} epochs; train it "
                            "further with more epochs instead")
+        if not may_continue(run_dir, owner, operator):
+            raise CnnError(f"run {run_dir.name} was not trained by a job of yours; only its owner or the operator can "
+                           f"{'train it further' if epochs is not None else 'resume it'} (train a new run instead)")
         if epochs is not None:
-            _check_extension(run_dir, info.epochs_run, epochs, owner, operator)
+            _check_extension(run_dir, info.epochs_run, epochs)
         device = str(pick_device(cfg.device))
         with self._lock:
             if run_dir.name in self.active_runs(run_dir.root):
@@ -181,7 +189,7 @@ class JobManager:
             job = Job(f"job-{next(self._ids)}", run_dir.name, run_dir.root.resolve(), device,
                       ["train", "--resume", run_dir.name, *more], epochs or cfg.epochs,
                       start_epoch=info.epochs_run + 1, resume=True, extending=epochs is not None, nproc=nproc,
-                      owner=owner)
+                      owner=owner, dataset=cfg.dataset)
             return self._enqueue(job)
 
     def cancel(self, job_id: str, by: str = "", operator: bool = True) -> Job:
@@ -236,7 +244,7 @@ class JobManager:
             if pid and pid not in self._pids():
                 cfg = run.config()
                 jobs.append(Job("", run.name, root, str(cfg.get("device", "auto")), [], int(cfg.get("epochs", 1)),
-                                adopted=True, _pid=pid))
+                                dataset=str(cfg.get("dataset", "")), adopted=True, _pid=pid))
         return jobs
 
     def _orphan_sweeps(self, root: Path) -> list[Job]:
@@ -251,7 +259,8 @@ class JobManager:
             if pid and pid not in self._pids() and meta.get("runs"):
                 base = meta.get("base") or {}
                 jobs.append(Job("", d.name, root, str(base.get("device", "auto")), [], int(base.get("epochs", 1)),
-                                kind="sweep", runs=list(meta["runs"]), adopted=True, _pid=pid))
+                                kind="sweep", runs=list(meta["runs"]), dataset=str(base.get("dataset", "")),
+                                adopted=True, _pid=pid))
         return jobs
 
     def _adopt_one(self, job: Job, locks: list[Holder]) -> Job:
@@ -276,15 +285,16 @@ class JobManager:
             return {j.pid for j in self._jobs.values() if j.active and j.pid is not None}
 
     def _admit(self, owner: str, operator: bool, root: Path, disk_bytes: int, estimated_seconds: float | None,
-               runs: int = 1) -> None:
-        """Refuse, before anything is written, what the limits (limits.json, read now) do not allow."""
+               runs: int = 1, timed: bool = True) -> None:
+        """Refuse, before anything is written, what the limits (limits.json, read now) do not allow: a visitor's
+        ``timed`` job (a training, a sweep) without its estimate too."""
         limits = load_limits()
         check_disk(root, disk_bytes, limits)
         if operator:
             return
         mine = [j for j in self._jobs.values() if j.owner == owner and j.active]
         check_visitor(limits, sum(j.state == "queued" for j in mine), sum(j.state == "running" for j in mine),
-                      estimated_seconds, runs)
+                      estimated_seconds, runs, timed)
 
     # ---------------------------------------------------------------------------------------------- reading
 
@@ -311,6 +321,11 @@ class JobManager:
         root_path = runs_root(root).resolve()
         with self._lock:
             return {r for j in self._jobs.values() if j.active and j.root == root_path for r in j.runs}
+
+    def datasets_in_use(self) -> set[str]:
+        """The datasets the running and waiting jobs train on: an upload among them must not expire under them."""
+        with self._lock:
+            return {j.dataset for j in self._jobs.values() if j.active and j.dataset}
 
     def position(self, job_id: str) -> int:
         """1 for the next job to start on its device; 0 when not queued."""
@@ -494,19 +509,17 @@ class JobManager:
         job.state = state
 
 
-def may_extend(run: RunDir, owner: str, operator: bool) -> bool:
-    """Whether ``owner`` may train ``run`` further: it changes a run someone trained, so the operator any run, a
-    visitor only one that a job of theirs trained (its status.json names them: runs have no other owner)."""
+def may_continue(run: RunDir, owner: str, operator: bool) -> bool:
+    """Whether ``owner`` may resume ``run`` or train it further: it changes a run someone trained, so the operator
+    any run, a visitor only one that a job of theirs trained (its status.json names them: runs have no other
+    owner)."""
     return operator or (bool(owner) and run.status().get("owner") == owner)
 
 
-def _check_extension(run: RunDir, done: int, epochs: int, owner: str, operator: bool) -> None:
-    """Refuse training ``run`` further to ``epochs`` in all when it is not more, or not ``owner``'s to ask."""
+def _check_extension(run: RunDir, done: int, epochs: int) -> None:
+    """Refuse training ``run`` further to ``epochs`` in all when it is not more than it has done."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= done:
         raise CnnError(f"run {run.name} has trained {done} epochs already; give a total of more than {done}")
-    if not may_extend(run, owner, operator):
-        raise CnnError(f"run {run.name} was not trained by a job of yours; only its owner or the operator can "
-                       "train it further (train a new run instead)")
 
 
 def _live_pid(status: dict[str, Any]) -> int | None:

@@ -225,3 +225,30 @@ def test_a_demos_top_losses_come_from_its_saved_report_without_the_dataset(runs,
     assert any("highest loss" in shown(c) for c in at.caption)
     notes = [shown(i) for i in at.info]
     assert len(notes) == 1 and notes[0].startswith("No images: dataset mnist is not in") and "\n" not in notes[0]
+
+
+def test_an_export_is_refused_in_one_line_when_the_disk_is_nearly_full(own_run):
+    from cnn_core.jobs.limits import GB, free_bytes, save_limits
+
+    save_limits({"min_free_gb": free_bytes(own_run) / GB + 1000})  # a floor above what this disk has free
+    at = open_page("evaluate")
+    at.button(key="ev_export_pt2").click().run()
+    assert not at.exception and len(at.error) == 1
+    assert "GB for the export): delete old runs first" in shown(at.error[0]) and not (own_run / "model.pt2").exists()
+
+
+def test_the_run_name_in_the_export_spinner_is_text(runs, digits_run, monkeypatch):
+    import shutil
+
+    import streamlit as st
+
+    from cnn_core.evaluation import export
+
+    shutil.copytree(digits_run, runs / "my_run_2")  # a legal name that markdown would set in italics
+    said = []
+    real = st.spinner
+    monkeypatch.setattr(st, "spinner", lambda text="", *a, **k: said.append(text) or real(text, *a, **k))
+    monkeypatch.setattr(export, "export_run", lambda run, fmt, root: {"bytes": 1000})
+    at = open_page("evaluate")
+    at.button(key="ev_export_pt2").click().run()
+    assert not at.exception and "Exporting my\\_run\\_2 as pt2…" in said

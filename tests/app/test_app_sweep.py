@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from app_util import chart_data, chart_spec, charts, open_page, shown, texts
-from test_app_train import managers  # noqa: F401  (the fixture: a private JobManager as the app's)
+from test_app_train import SLEEPER, managers  # noqa: F401  (the fixture: a private JobManager as the app's)
 
 from cnn_core.config import TrainConfig
 from cnn_core.core.files import read_json
+from cnn_core.jobs import estimate as estimates
 from cnn_core.models import get_spec, model_table
 from cnn_core.workflows.sweep import read_sweep, run_sweep
 
@@ -56,6 +57,25 @@ def test_a_tiny_sweep_started_from_the_page_fills_its_table_and_charts(runs, man
     test = data[data["metric"] == "test"].set_index("value")["accuracy"]
     assert test["0.05"] == pytest.approx(rows[0]["test_accuracy"]) and test["0.01"] == pytest.approx(
         rows[1]["test_accuracy"])
+
+
+def test_a_visitors_sweep_is_timed_as_its_first_run_times_its_runs(runs, managers, monkeypatch):  # noqa: F811
+    """The class's time cap holds a visitor's sweep too: one run's measured time (in a subprocess) x its runs."""
+    manager = managers(SLEEPER)
+    timed, per_epoch = [], {"seconds": 1000.0}
+    monkeypatch.setattr(estimates, "measure", lambda cfg, timeout=0: timed.append(cfg) or {
+        "seconds_per_epoch": per_epoch["seconds"], "startup_seconds": 10.0})
+    at = open_page("sweep", operator=False)
+    fill(at, dataset="digits", model="lenet5", epochs=1, max_batches=2, batch_size="64", lr="0.05, 0.01",
+         optimizer=["sgd"], augment=["off"], weight_decay="0", name="vis")
+    at.button(key="sw_start").click().run()
+    assert [(c.lr, c.epochs) for c in timed] == [(0.05, 1)]  # its first run, once
+    assert "this job is estimated at 34 minutes; at most 30 minutes per job" in texts(at)  # 2 x 1,010 s
+    assert not manager.jobs()
+    per_epoch["seconds"] = 100.0
+    at.button(key="sw_start").click().run()
+    job = manager.get(at.session_state.sw_job)
+    assert job.kind == "sweep" and job.run == "vis" and job.owner == at.session_state["_ui_visitor"]
 
 
 def test_the_values_start_from_the_quickest_model_and_follow_the_model(runs, managers):  # noqa: F811

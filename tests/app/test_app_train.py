@@ -15,6 +15,7 @@ from PIL import Image
 from cnn_core.config import TrainConfig
 from cnn_core.core.files import read_json
 from cnn_core.engine import distributed
+from cnn_core.jobs import estimate as estimates
 from cnn_core.jobs import manager as jobs
 from cnn_core.models import build_model, count_parameters, get_spec, list_models, model_table
 from cnn_core.runs.rundir import RunDir
@@ -191,6 +192,32 @@ def test_a_visitor_trains_further_only_the_runs_their_jobs_trained(runs, manager
     assert job.extending and job.owner == at.session_state["_ui_visitor"] and job.epochs == 6
 
 
+def test_a_visitor_resumes_only_their_own_stopped_runs_timed_for_the_epochs_left(runs, managers, monkeypatch):
+    manager = managers(SLEEPER)
+    for name in ("theirs", "mine"):  # each stopped after its first of 3 epochs
+        done = {"epoch": 0}
+        hooks = Hooks(epoch=lambda row, done=done: done.update(epoch=row["epoch"]),
+                      stop=lambda done=done: done["epoch"] >= 1)
+        train_run(TrainConfig(**{**TINY, "epochs": 3}), name=name, root=runs, callbacks=[hooks])
+    at = open_page("train", operator=False)
+    assert not [s for s in at.get("selectbox") if s.key == "tr_resume_run"]
+    assert "Stopped runs can be resumed by the operator, or by the visitor whose job trained them" in texts(at)
+    RunDir(runs / "mine").update_status(owner=at.session_state["_ui_visitor"])  # as manager.submit records it
+    timed, per_epoch = [], {"seconds": 1000.0}
+    monkeypatch.setattr(estimates, "measure", lambda cfg, timeout=0: timed.append(cfg) or {
+        "seconds_per_epoch": per_epoch["seconds"], "startup_seconds": 5.0})
+    at.run()
+    picker = at.selectbox(key="tr_resume_run")
+    assert picker.value == "mine" and len(picker.options) == 1
+    at.button(key="tr_resume").click().run()
+    assert [(c.dataset, c.epochs) for c in timed] == [("digits", 2)]  # the two epochs it has still to train
+    assert "this job is estimated at 33 minutes; at most 30 minutes per job here" in texts(at) and not manager.jobs()
+    per_epoch["seconds"], at.session_state.tr_timing = 10.0, {}
+    at.button(key="tr_resume").click().run()
+    job = manager.get(at.session_state.tr_job)
+    assert job.resume and job.run == "mine" and job.owner == at.session_state["_ui_visitor"] and job.start_epoch == 2
+
+
 # ------------------------------------------------------------------------------------ a zip of your own photos
 
 def png(color: tuple[int, int, int]) -> bytes:
@@ -271,6 +298,37 @@ def test_a_hostile_or_single_class_zip_is_refused_in_one_line_and_writes_nothing
     assert "\n" not in shown(at.error[0])
     assert not list(data_root.iterdir()) and not (data_root.parent / "state").exists()  # not even an empty folder
     assert not [b for b in at.button if b.key == "tr_start"]
+
+
+def test_an_upload_a_job_trains_on_is_not_expired_to_make_room_for_another(runs, managers, data_root, monkeypatch):
+    from pages import ui
+
+    manager = managers(SLEEPER)
+    cap = {"bytes": 10 ** 9}
+    real = ui.import_zip
+    monkeypatch.setattr(ui, "import_zip", lambda data, **kw: real(data, max_total=cap["bytes"], **kw))
+    at = open_page("train")
+    upload(at, PHOTOS)
+    [first] = list((data_root.parent / "state" / "uploads").iterdir())
+    job = manager.submit(TrainConfig(**{**TINY, "dataset": f"folder:{first.resolve()}"}), name="on-it", root=runs)
+    cap["bytes"] = sum(f.stat().st_size for f in first.rglob("*") if f.is_file()) + 10  # room for one upload
+    other = photo_zip({f"p/{c}/{i}.png": png((i, k * 90, 9)) for k, c in enumerate(["x", "y"]) for i in range(4)})
+    upload(at, other, "other.zip")
+    assert "the other uploads are being trained on or unpacked" in shown(at.error[0]) and first.is_dir()
+    manager.cancel(job.id)  # no job on it any more: it may expire now
+    at.run()
+    assert not at.error and not first.exists()
+
+
+def test_an_upload_is_refused_in_one_line_when_the_disk_is_nearly_full(runs, managers, data_root):
+    from cnn_core.jobs.limits import GB, free_bytes, save_limits
+
+    managers(SLEEPER)
+    save_limits({"min_free_gb": free_bytes(data_root) / GB + 1000})  # a floor above what this disk has free
+    at = open_page("train")
+    upload(at, PHOTOS)
+    assert len(at.error) == 1 and "GB for the unpacked zip): delete old runs first" in shown(at.error[0])
+    assert not (data_root.parent / "state" / "uploads").exists()
 
 
 # ------------------------------------------------------------------------------------------------- all GPUs

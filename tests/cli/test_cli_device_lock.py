@@ -20,9 +20,9 @@ LONG = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "200", 
 SHORT = ["train", "--model", "lenet5", "--dataset", "digits", "--epochs", "1", "--max-batches", "2", "--quiet"]
 
 
-def start(runs: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "CNN_CHECKPOINTS": str(runs)}
-    return subprocess.Popen([sys.executable, "-m", "cnn_core", *args], cwd=ROOT, env=env, text=True,
+def start(runs: Path, *args: str, cwd: Path = ROOT, **env: str) -> subprocess.Popen:
+    env = {**os.environ, "CNN_CHECKPOINTS": str(runs), "PYTHONPATH": str(ROOT), **env}
+    return subprocess.Popen([sys.executable, "-m", "cnn_core", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -47,10 +47,12 @@ def stop():
         p.communicate()
 
 
-def test_a_second_training_on_a_busy_device_is_refused_in_one_line_and_makes_no_run_folder(runs, stop):
+def test_a_second_training_on_a_busy_device_is_refused_in_one_line_and_makes_no_run_folder(runs, stop, tmp_path):
     first = training(runs, "first")
     stop(first)
-    second = start(runs, *SHORT, "--name", "second")
+    elsewhere = tmp_path / "elsewhere"  # started from another folder, with another (relative) state folder
+    elsewhere.mkdir()
+    second = start(runs, *SHORT, "--name", "second", cwd=elsewhere, CNN_STATE_DIR=".cnn_state")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 2, err
     assert err.strip() == f"error: cpu is busy training first (pid {first.pid}); wait for it to finish or stop it"

@@ -88,6 +88,22 @@ def test_the_cap_expires_the_least_recently_used_upload(state):
     assert kept == sorted([names[0], names[2], Path(fourth["path"]).name])
 
 
+def test_an_upload_a_job_trains_on_does_not_expire_the_next_oldest_does(state):
+    """A run waiting in the queue (or training) on an upload must still find it: in-use uploads are skipped."""
+    sizes, paths = [], []
+    for seed in range(3):
+        got = uploads.import_zip(photos_zip(seed, side=64), max_total=10 ** 9)
+        paths.append(Path(got["path"]))
+        sizes.append(sum(f.stat().st_size for f in paths[-1].rglob("*") if f.is_file()))
+        os.utime(got["path"], (1000 + seed, 1000 + seed))  # ages: 0 oldest
+    in_use = {f"folder:{paths[0]}", "digits", "folder:/elsewhere"}  # the jobs' datasets, as the manager lists them
+    fourth = uploads.import_zip(photos_zip(3, side=64), max_total=sum(sizes) + 10, in_use=in_use)
+    assert fourth["expired"] == [paths[1].name] and paths[0].is_dir() and not paths[1].exists()
+    with pytest.raises(DataError, match="^no room for this upload: .* the other uploads are being trained on or"):
+        uploads.import_zip(photos_zip(4, side=64), max_total=sizes[0] + 10,
+                           in_use={f"folder:{p}" for p in [paths[0], paths[2], Path(fourth["path"])]})
+
+
 def test_an_upload_larger_than_the_whole_cap_is_refused_in_one_line(tmp_path, state):
     first = uploads.import_zip(photos_zip(1))
     with pytest.raises(DataError, match="unpacks to .* more than the") as e:

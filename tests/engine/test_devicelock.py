@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from cnn_core.core import settings
+from cnn_core.core.errors import CnnError
 from cnn_core.engine.devicelock import DeviceBusy, lock_path, read_holder, try_lock
 
 
@@ -29,3 +33,30 @@ def test_a_lock_file_naming_a_dead_pid_is_free_even_while_an_orphan_holds_its_fl
     assert read_holder("cuda:0").run == "next"
     fresh.release()
     orphan.close()
+
+
+def test_the_lock_folder_is_the_users_own_whatever_the_working_or_state_folder(tmp_path, monkeypatch):
+    """A `train` started from another folder (another ./.cnn_state) must meet the app's lock: one folder per user."""
+    monkeypatch.delenv("CNN_LOCK_DIR")
+    seen = set()
+    for cwd, state in ((tmp_path, ".cnn_state"), (Path("/"), "elsewhere")):
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("CNN_STATE_DIR", state)
+        seen.add(settings.lock_dir().absolute())
+    assert seen == {Path(f"/tmp/cnn_core-locks-{os.getuid()}")}
+
+
+def test_a_lock_folder_that_is_not_a_folder_of_ours_is_refused_in_one_line(tmp_path, monkeypatch):
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "theirs")  # as another user's folder could be planted in /tmp
+    monkeypatch.setenv("CNN_LOCK_DIR", str(tmp_path / "link"))
+    with pytest.raises(CnnError, match=r"^the device lock folder .*link is not a folder of yours; remove it, or set "
+                                        "CNN_LOCK_DIR to one$"):
+        try_lock("cpu")
+    assert read_holder("cpu") is None and not list((tmp_path / "theirs").iterdir())
+
+
+def test_the_lock_folder_is_private(state_dir):
+    try_lock("cpu").release()
+    assert lock_path("cpu").parent == state_dir / "locks"  # each test's own (tests/conftest.py)
+    assert (state_dir / "locks").stat().st_mode & 0o777 == 0o700

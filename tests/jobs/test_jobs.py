@@ -158,14 +158,15 @@ def test_unknown_model_or_dataset_is_refused_before_anything_starts(runs, manage
 
 
 def test_a_finished_run_is_trained_further_by_its_owner_or_the_operator(runs, manager):
-    first = manager.submit(TrainConfig(**TINY), name="grow", root=runs, owner="ann", operator=False)
+    first = manager.submit(TrainConfig(**TINY), name="grow", root=runs, owner="ann", operator=False,
+                           estimated_seconds=60)
     manager.wait(first.id, timeout=300)
     assert first.state == "finished" and RunDir(runs / "grow").status()["owner"] == "ann"
     with pytest.raises(CnnError, match="not trained by a job of yours"):
-        manager.resume("grow", root=runs, owner="bob", operator=False, epochs=2)
+        manager.resume("grow", root=runs, owner="bob", operator=False, epochs=2, estimated_seconds=60)
     with pytest.raises(CnnError, match="has trained 1 epochs already"):
-        manager.resume("grow", root=runs, owner="ann", operator=False, epochs=1)
-    job = manager.resume("grow", root=runs, owner="ann", operator=False, epochs=2)
+        manager.resume("grow", root=runs, owner="ann", operator=False, epochs=1, estimated_seconds=60)
+    job = manager.resume("grow", root=runs, owner="ann", operator=False, epochs=2, estimated_seconds=60)
     assert job.extending and job.args[-2:] == ["--epochs", "2"] and job.start_epoch == 2 and job.owner == "ann"
     manager.wait(job.id, timeout=300)
     assert job.state == "finished", job.message

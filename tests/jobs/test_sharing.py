@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hooks_util import Hooks
 
 from cnn_core.config import TrainConfig
 from cnn_core.core.errors import CnnError
@@ -17,6 +18,7 @@ from cnn_core.engine.devicelock import read_holder
 from cnn_core.jobs.limits import GB, free_bytes, save_limits
 from cnn_core.jobs.manager import JobManager
 from cnn_core.runs.rundir import RunDir
+from cnn_core.workflows.run import train_run
 
 pytestmark = pytest.mark.slow
 
@@ -105,8 +107,8 @@ def test_a_new_server_adopts_a_training_from_a_terminal_and_can_cancel_it(runs, 
 
 
 def test_visitors_cancel_only_their_own_jobs_and_the_operator_any(runs, sleepers):
-    a = sleepers.submit(TrainConfig(**TINY), name="a", root=runs, owner="alice", operator=False)
-    b = sleepers.submit(TrainConfig(**TINY), name="b", root=runs, owner="bob", operator=False)
+    a = sleepers.submit(TrainConfig(**TINY), name="a", root=runs, owner="alice", operator=False, estimated_seconds=60)
+    b = sleepers.submit(TrainConfig(**TINY), name="b", root=runs, owner="bob", operator=False, estimated_seconds=60)
     assert (a.owner, a.state, b.state) == ("alice", "running", "queued")
     for by in ("bob", ""):
         with pytest.raises(CnnError, match=r"^job-\d+ \(a\) is not yours to cancel; ask its owner or the operator$"):
@@ -119,13 +121,14 @@ def test_visitors_cancel_only_their_own_jobs_and_the_operator_any(runs, sleepers
 
 
 def test_a_visitor_gets_one_running_and_one_waiting_job_each(runs, sleepers):
-    visitor = {"owner": "alice", "operator": False}
+    visitor = {"owner": "alice", "operator": False, "estimated_seconds": 60}
     sleepers.submit(TrainConfig(**TINY), name="a1", root=runs, **visitor)
     sleepers.submit(TrainConfig(**TINY), name="a2", root=runs, **visitor)
     with pytest.raises(CnnError, match=r"you already have 1 job\(s\) training and 1 waiting \(at most 1 \+ 1\)"):
         sleepers.submit(TrainConfig(**TINY), name="a3", root=runs, **visitor)
     assert not (runs / "a3").exists()
-    sleepers.submit(TrainConfig(**TINY), name="b1", root=runs, owner="bob", operator=False)  # bob has his own
+    sleepers.submit(TrainConfig(**TINY), name="b1", root=runs, owner="bob", operator=False,
+                    estimated_seconds=60)  # bob has his own
     sleepers.submit(TrainConfig(**TINY), name="op", root=runs)  # the operator is not counted
     assert [j.run for j in sleepers.queued()] == ["a2", "b1", "op"]
 
@@ -136,13 +139,65 @@ def test_a_visitors_long_job_and_big_sweep_are_refused_and_the_operators_are_not
                         estimated_seconds=45 * 60)
     grid = {"lr": [0.001 * (i + 1) for i in range(13)]}
     with pytest.raises(CnnError, match="this sweep has 13 runs; at most 12 per sweep"):
-        sleepers.submit_sweep(grid, TrainConfig(**TINY), name="big", root=runs, owner="al", operator=False)
+        sleepers.submit_sweep(grid, TrainConfig(**TINY), name="big", root=runs, owner="al", operator=False,
+                              estimated_seconds=60)
     assert not runs.exists() or not any(runs.iterdir())
     save_limits({"job_minutes": 60})  # read on every request: the operator changes it without a restart
     sleepers.submit(TrainConfig(**TINY), name="long", root=runs, owner="al", operator=False,
                     estimated_seconds=45 * 60)
     assert sleepers.submit_sweep(grid, TrainConfig(**TINY), name="big", root=runs).kind == "sweep"
     assert sleepers.submit(TrainConfig(**TINY), name="longer", root=runs, estimated_seconds=10 * 3600).run == "longer"
+
+
+def test_a_visitors_training_or_sweep_that_was_not_timed_is_refused_and_the_operators_is_not(runs, sleepers):
+    """Every visitor's training and sweep is held to the time cap: one that comes without its estimate (a page
+    path that did not time it) is refused, not waved through."""
+    with pytest.raises(CnnError, match=r"^this job could not be timed before it starts, and a visitor's jobs must "
+                                       r"be \(at most 30 minutes per job here\): estimate its time first$"):
+        sleepers.submit(TrainConfig(**TINY), name="t", root=runs, owner="al", operator=False)
+    with pytest.raises(CnnError, match="could not be timed"):
+        sleepers.submit_sweep({"lr": [0.01, 0.02]}, TrainConfig(**TINY), name="s", root=runs, owner="al",
+                              operator=False)
+    assert not runs.exists() or not any(runs.iterdir())
+    assert sleepers.submit(TrainConfig(**TINY), name="op", root=runs).state == "running"  # the operator's
+
+
+def test_a_visitor_resumes_only_their_own_runs_and_only_timed(runs, sleepers):
+    done = {"epoch": 0}
+    train_run(TrainConfig(**{**TINY, "epochs": 3}), name="halfway", root=runs,
+              callbacks=[Hooks(epoch=lambda row: done.update(epoch=row["epoch"]), stop=lambda: done["epoch"] >= 1)])
+    RunDir(runs / "halfway").update_status(owner="ann")  # as her job would have recorded it
+    with pytest.raises(CnnError, match=r"^run halfway was not trained by a job of yours; only its owner or the "
+                                       r"operator can resume it \(train a new run instead\)$"):
+        sleepers.resume("halfway", root=runs, owner="bob", operator=False, estimated_seconds=60)
+    with pytest.raises(CnnError, match="could not be timed"):
+        sleepers.resume("halfway", root=runs, owner="ann", operator=False)
+    job = sleepers.resume("halfway", root=runs, owner="ann", operator=False, estimated_seconds=60)
+    assert job.resume and job.owner == "ann" and job.start_epoch == 2
+
+
+def test_a_visitors_learning_rate_finder_is_held_to_the_step_size_of_the_time_estimate(runs, sleepers):
+    """The finder is not timed (its cost is its ~100 steps), so each of a visitor's steps is capped instead, at the
+    time estimate's own cap: AlexNet at 224 px, batch 1,024 (the issue's 94 s of both cores) is refused."""
+    big = TrainConfig(model="alexnet", dataset="digits", batch_size=1024)
+    with pytest.raises(CnnError, match=r"^a batch of 1024 images of 224x224 is too large a step for the learning-rate "
+                                       r"finder here: use a batch of at most 64, or a smaller input size$"):
+        sleepers.submit_lr_find(big, root=runs, owner="al", operator=False)
+    assert not sleepers.jobs()
+    assert sleepers.submit_lr_find(big.replace(batch_size=64), root=runs, owner="al", operator=False).kind == "lr-find"
+    assert sleepers.submit_lr_find(big, root=runs).kind == "lr-find"  # the operator's is not capped
+
+
+def test_the_datasets_of_running_and_waiting_jobs_are_in_use_until_they_end(runs, sleepers):
+    """What an upload's expiry must spare (data.uploads.import_zip's ``in_use``)."""
+    training = sleepers.submit(TrainConfig(**TINY), name="a", root=runs)
+    finder = sleepers.submit_lr_find(TrainConfig(**{**TINY, "dataset": "folder:/photos/of/cats"}))  # waits
+    assert sleepers.datasets_in_use() == {"digits", "folder:/photos/of/cats"}
+    sleepers.cancel(finder.id)
+    assert sleepers.datasets_in_use() == {"digits"}
+    sleepers.cancel(training.id)
+    sleepers.wait(training.id, timeout=30)
+    assert sleepers.datasets_in_use() == set()
 
 
 def test_nobody_starts_work_below_the_free_disk_floor(runs, sleepers):
