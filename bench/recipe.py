@@ -6,7 +6,8 @@ turn one idea off), in its own process, into a temporary checkpoints folder; its
 
     python -m bench.recipe --seeds 0 1 2                 # the preset's three runs: accuracy and wall time each
     python -m bench.recipe --ablate --seeds 0 1 2        # the preset, then each idea off, same seeds
-    python -m bench.recipe --ablate --only lookahead tta_shift --seeds 0   # some ideas only
+    python -m bench.recipe --ablate --only lookahead --seeds 0   # some ideas only
+    python -m bench.recipe --tta-of checkpoints/demo-cifar10-fast   # a trained run's test accuracy per TTA kind
 
 Prints a Markdown table (the one in docs/results.md) and writes every run to recipe-results.json.
 """
@@ -34,7 +35,6 @@ IDEAS: dict[str, tuple[str, list[str]]] = {
                  ["--schedule", "onecycle"]),
     "alternate_flips": ("flips alternating by epoch (off: a coin per image and epoch)", ["--flip-mode", "random"]),
     "reflect_crops": ("crops padded with the mirrored border (off: zeros)", ["--crop-fill", "zeros"]),
-    "tta_shift": ("test-time views shifted by 1 pixel (off: mirror only)", ["--tta-shift", "0"]),
     "whiten_bias": ("whitening bias learns for 3 epochs, then stays (off: learns throughout)",
                     ["--set", '{"whiten_bias_epochs": 1000}']),
 }
@@ -82,14 +82,55 @@ def print_time_to_accuracy(t: dict) -> None:
           f"mean {t['mean_accuracy']:.2%}, longest {t['max_wall_seconds']:.0f} s")
 
 
+def tta_views(run_dirs: list[str]) -> list[dict]:
+    """The test accuracy of each trained run's best checkpoint with each kind of test-time augmentation: no
+    views, the mirror, the mirror and 1-pixel shifts (6 views), 2-pixel shifts. No training: the TTA ablation."""
+    import torch
+
+    from cnn_core.config import TrainConfig
+    from cnn_core.engine.device import inference_precision, pick_device
+    from cnn_core.engine.forward import predict_logits
+    from cnn_core.engine.prepared import eval_batches, prepare_data
+    from cnn_core.runs.checkpoint import load_checkpoint, model_from_checkpoint
+    from cnn_core.runs.rundir import RunDir
+
+    out = []
+    for path in run_dirs:
+        run = RunDir.resolve(path)
+        ckpt = load_checkpoint(run.checkpoint("best"))
+        cfg = TrainConfig.from_dict(ckpt["config"])
+        device = pick_device("auto")
+        prep = prepare_data(cfg, None, device, run.file(RunDir.SPLIT))
+        model = model_from_checkpoint(ckpt).to(device, memory_format=torch.channels_last)
+        row = {"run": run.name}
+        for label, tta, shift in (("none", False, 0), ("mirror", True, 0), ("mirror + 1 px", True, 1),
+                                  ("mirror + 2 px", True, 2)):
+            start = time.perf_counter()
+            logits, y = predict_logits(model, eval_batches(prep, "test"), device,
+                                       inference_precision(cfg.precision, device), tta, shift)
+            row[label] = {"accuracy": round(float((logits.argmax(1) == y).float().mean()), 5),
+                          "seconds": round(time.perf_counter() - start, 1)}
+        out.append(row)
+        print(f"{run.name}: " + ", ".join(f"{k} {v['accuracy']:.2%} ({v['seconds']:.0f} s)"
+                                           for k, v in row.items() if k != "run"), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablate", action="store_true", help="also each idea off in turn")
     ap.add_argument("--only", nargs="+", choices=sorted(IDEAS), help="ablate only these ideas")
     ap.add_argument("--no-preset", action="store_true", help="skip the preset's own runs (ablation rows only)")
+    ap.add_argument("--tta-of", nargs="+", metavar="RUN", help="only: the test accuracy of these trained runs with "
+                    "each kind of test-time augmentation (no training)")
     ap.add_argument("--out", default="recipe-results.json")
     args = ap.parse_args()
+    if args.tta_of:
+        Path(args.out).write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                              "tta": tta_views(args.tta_of)}, indent=2) + "\n")
+        print(f"written: {args.out}")
+        return
     variants = [] if args.no_preset else [("preset", "the cifar10-fast preset as it is", [])]
     if args.ablate:
         variants += [(k, f"without {IDEAS[k][0]}", IDEAS[k][1]) for k in (args.only or IDEAS)]

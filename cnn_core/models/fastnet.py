@@ -94,7 +94,7 @@ class FastNet(nn.Module):
 
 @register_model("fastnet", description="FastNet: airbench-style whitening + 3 small blocks, for cifar10-fast",
                 default_size=32, min_size=16,
-                defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=8,
+                defaults=dict(optimizer="sgd", lr=0.75, momentum=0.85, batch_size=512, epochs=7,
                               weight_decay=1.3e-3, augment=True, crop_fill="reflect", flip_mode="alternate",
                               schedule="triangle", lookahead=True, label_smoothing=0.2, tta=True, tta_shift=1),
                 explain_layer="blocks.2", stages=("whiten", "blocks.0", "blocks.1", "blocks.2"))
