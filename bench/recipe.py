@@ -122,6 +122,8 @@ def main() -> None:
     ap.add_argument("--ablate", action="store_true", help="also each idea off in turn")
     ap.add_argument("--only", nargs="+", choices=sorted(IDEAS), help="ablate only these ideas")
     ap.add_argument("--no-preset", action="store_true", help="skip the preset's own runs (ablation rows only)")
+    ap.add_argument("--before", action="store_true", help="also the recipe before these ideas: every one off, and "
+                    "test-time views of the mirror only")
     ap.add_argument("--tta-of", nargs="+", metavar="RUN", help="only: the test accuracy of these trained runs with "
                     "each kind of test-time augmentation (no training)")
     ap.add_argument("--out", default="recipe-results.json")
@@ -134,6 +136,9 @@ def main() -> None:
     variants = [] if args.no_preset else [("preset", "the cifar10-fast preset as it is", [])]
     if args.ablate:
         variants += [(k, f"without {IDEAS[k][0]}", IDEAS[k][1]) for k in (args.only or IDEAS)]
+    if args.before:
+        variants.append(("before", "every idea off, mirror-only test-time views (the preset before issue 19)",
+                         [f for k in IDEAS for f in IDEAS[k][1]] + ["--tta-shift", "0"]))
     results = []
     for key, text, flags in variants:
         rows = [run_once(s, flags) for s in args.seeds]

@@ -11,6 +11,7 @@ Prints a table and writes the same figures (and every sample) to bench-results.j
     python -m bench.run --predict-only --repeat 6   # only the 12-MP prediction, 6 processes x 50 (~1 min)
     python -m bench.first_contact                   # only --help, models and the first page after make run
     python -m bench.run --explain-only              # only one photo's explanation per demo model and resnet18
+    python -m bench.recipe --seeds 0 1 2            # only the cifar10-fast preset's time to accuracy, 3 seeds
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import first_contact
+from bench import first_contact, recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "bench" / "reference_loop.py"
@@ -200,10 +201,12 @@ def main() -> None:
     latency = predict_rounds(args.repeat, 10 if args.quick else 50)
     explained = explain_rounds(args.repeat, 5 if args.quick else 20)
     contact = first_contact.measure(args.repeat)
+    # the preset as a student runs it (whole command, seed 0): what the ratios above buy; skipped by --quick
+    to_accuracy = None if args.quick else recipe.time_to_accuracy([0])
     result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                           "python": platform.python_version()},
               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows, "fastnet": fast, "predict_12mp": latency,
-              "explain": explained, "first_contact": contact}
+              "explain": explained, "first_contact": contact, "time_to_accuracy": to_accuracy}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"{'model':<10}{'batches':>11}{'reference img/s':>17}{'engine img/s':>14}{'ratio':>7}"
@@ -221,6 +224,8 @@ def main() -> None:
     print_latency(latency)
     print_explain(explained)
     print(first_contact.describe(contact))
+    if to_accuracy is not None:
+        recipe.print_time_to_accuracy(to_accuracy)
     print(f"written: {args.out}")
 
 

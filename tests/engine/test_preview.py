@@ -108,8 +108,8 @@ def test_the_augmentation_preview_is_the_trainers_own(digits, monkeypatch):
     calls = []
     real = batches.Augment.__call__
 
-    def recording(self, x, gen):
-        out = real(self, x, gen)
+    def recording(self, x, gen, *where):  # where: the images' indices, the epoch and the seed
+        out = real(self, x, gen, *where)
         calls.append((self, out.clone()))
         return out
 
