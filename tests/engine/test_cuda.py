@@ -26,9 +26,9 @@ class _Where(Hooks):
                      "model": next(state.model.parameters()).device.type}
 
 
+@pytest.mark.skipif(not have_dataset("cifar10"),
+                    reason="CIFAR-10 is not on this machine (set CNN_DATA_DIR)")
 def test_cifar10_fast_trains_and_evaluates_on_the_gpu(runs):
-    if not have_dataset("cifar10"):
-        pytest.skip("CIFAR-10 is not on this machine (set CNN_DATA_DIR)")
     where = _Where()
     cfg = make_config(preset="cifar10-fast", epochs=2, max_batches=8)
     summary = train_run(cfg, name="gpu", callbacks=[where])
