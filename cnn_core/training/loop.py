@@ -444,7 +444,7 @@ def _restore(state: FitState, last: dict[str, Any], metrics: list[dict[str, floa
         state.schedule_restarts.append(done)
         state.scheduler = make_scheduler(cfg, optimizer, (cfg.epochs - done) * steps)
     else:  # the saved schedule goes on: made first, then the saved states over it (the optimizer's lr included)
-        start = state.schedule_restarts[-1] if state.schedule_restarts else 0
+        start = _phase_start(state)
         state.scheduler = make_scheduler(cfg, optimizer, (cfg.epochs - start) * steps)
         optimizer.load_state_dict(last["optimizer"])
         state.scheduler.load_state_dict(last["scheduler"])
