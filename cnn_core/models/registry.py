@@ -7,6 +7,7 @@ look inside it (the layer Grad-CAM explains, the stages whose activation maps ar
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,9 @@ class ModelSpec:
     mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # fixed normalisation (pretrained)
     explain_layer: str = ""  # dotted module path of the last spatial layer (Grad-CAM's), e.g. "blocks.2"
     stages: tuple[str, ...] = ()  # dotted module paths whose outputs are the convolutional stages, input first
+    # constructor arguments whose default changed: the old values, for checkpoints saved before (they did not
+    # record them); new checkpoints record the current ones (``saved_kwargs``)
+    saved_defaults: dict[str, Any] = field(default_factory=dict)
 
     def accepts(self, size: int) -> bool:
         return size in self.sizes if self.sizes else size >= self.min_size
@@ -52,12 +56,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register_model(name: str, *, description: str, default_size: int = 32, sizes: tuple[int, ...] = (),
                    min_size: int = 8, defaults: dict[str, Any] | None = None,
                    mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None, explain_layer: str = "",
-                   stages: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:
+                   stages: tuple[str, ...] = (), saved_defaults: dict[str, Any] | None = None
+                   ) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelSpec(name, fn, description, default_size, sizes, min_size, dict(defaults or {}),
-                                    mean_std, explain_layer, tuple(stages))
+                                    mean_std, explain_layer, tuple(stages), dict(saved_defaults or {}))
         return fn
 
     return wrap
@@ -79,6 +84,24 @@ def build_model(name: str, num_classes: int = 10, in_channels: int = 3, input_si
     spec = get_spec(name)
     size = spec.pick_size(None, input_size or 0)
     return spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=size, **kwargs)
+
+
+def saved_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments a checkpoint records: ``kwargs`` plus the current value of every argument whose
+    default has changed before (``saved_defaults``), so that a later change cannot alter what it rebuilds."""
+    spec = get_spec(name)
+    params = inspect.signature(spec.builder).parameters
+    current = {k: _plain(params[k].default) for k in spec.saved_defaults if k in params}
+    return {**current, **kwargs}
+
+
+def described_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's recorded ``kwargs`` build: those, plus the old defaults it was saved under."""
+    return {**get_spec(name).saved_defaults, **kwargs}
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value  # JSON-shaped, as a config stores it
 
 
 def count_parameters(model: nn.Module) -> int:

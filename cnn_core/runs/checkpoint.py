@@ -19,7 +19,7 @@ from torch import nn
 from ..core.errors import CheckpointError, CnnError
 from ..core.files import atomic_write_bytes
 from ..data import photo_preparation
-from ..models.registry import build_model
+from ..models.registry import build_model, described_kwargs
 
 FORMAT = 1
 
@@ -68,7 +68,7 @@ def input_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
 def _build_described(ckpt: dict[str, Any]) -> nn.Module:
     spec = ckpt.get("model")
     try:
-        return build_model(spec["name"], **spec.get("kwargs", {}))
+        return build_model(spec["name"], **described_kwargs(spec["name"], spec.get("kwargs", {})))
     except CnnError as e:  # e.g. a model another version registered
         raise CheckpointError(f"checkpoint is for a model this version cannot build: {e}") from None
     except Exception as e:  # noqa: BLE001 - odd arguments fail in the builder in many ways

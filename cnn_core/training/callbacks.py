@@ -19,6 +19,7 @@ from torch import nn
 from ..config.train_config import TrainConfig
 from ..data import photo_preparation
 from ..engine.prepared import Prepared
+from ..models.registry import saved_kwargs
 from ..runs.checkpoint import FORMAT
 from ..runs.rundir import RunDir
 
@@ -169,8 +170,8 @@ def checkpoint_payload(state: FitState) -> dict[str, Any]:
     sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {
         "format": FORMAT,
-        "model": {"name": cfg.model, "kwargs": {"num_classes": len(prep.classes), "in_channels": prep.channels,
-                                                "input_size": prep.size, **cfg.extra}},
+        "model": {"name": cfg.model, "kwargs": saved_kwargs(cfg.model, {
+            "num_classes": len(prep.classes), "in_channels": prep.channels, "input_size": prep.size, **cfg.extra})},
         "state_dict": sd,
         "classes": list(prep.classes),
         "input": {"size": prep.size, "channels": prep.channels, "mean": list(prep.mean), "std": list(prep.std),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnn_core.cli.main import main
@@ -66,3 +67,28 @@ def test_an_old_run_trains_its_second_epoch(old_run, capsys):
     status = json.loads((old_run / "status.json").read_text())
     assert status["state"] == "finished" and status["epochs_run"] == 2
     assert load_checkpoint(old_run / "last.pt")["epoch"] == 2
+
+
+def test_a_fastnet_checkpoint_from_before_the_widening_still_loads_and_new_ones_record_their_widths():
+    """FastNet's default widths went from 64/128/128 to 64/192/192; checkpoints saved before did not record them
+    (their kwargs held only classes, channels and size), so they rebuild with the old ones, and a new checkpoint
+    names its widths, so that a later change of the default cannot break it either."""
+    from cnn_core.models.fastnet import FastNet
+    from cnn_core.models.registry import saved_kwargs
+    from cnn_core.runs.checkpoint import FORMAT, model_from_checkpoint
+
+    base = {"num_classes": 10, "in_channels": 3, "input_size": 32}
+    old = FastNet(10, 3, (64, 128, 128))
+    ckpt = {"format": FORMAT, "model": {"name": "fastnet", "kwargs": dict(base)}, "state_dict": old.state_dict(),
+            "classes": [str(i) for i in range(10)]}
+    rebuilt = model_from_checkpoint(ckpt)
+    assert rebuilt.fc.in_features == 128
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), old.state_dict().values()))
+
+    recorded = saved_kwargs("fastnet", base)
+    assert recorded == {**base, "widths": [64, 192, 192]}
+    new = FastNet(10, 3)
+    ckpt = {**ckpt, "model": {"name": "fastnet", "kwargs": recorded}, "state_dict": new.state_dict()}
+    assert model_from_checkpoint(ckpt).fc.in_features == 192
+    assert saved_kwargs("fastnet", {**base, "widths": [32, 64, 64]})["widths"] == [32, 64, 64]  # given ones win
+    assert saved_kwargs("lenet5", base) == base  # models whose defaults never changed record what they did
