@@ -33,7 +33,7 @@ register_preset("mnist-lenet5", model="lenet5", dataset="mnist", epochs=1, batch
 # after 2 px of mirrored padding, flips alternating by epoch, label smoothing, a triangular schedule with
 # lookahead, and test-time augmentation over the mirror and 1-px shifts; a small validation split so that nearly
 # all 50,000 images train.
-register_preset("cifar10-fast", model="fastnet", dataset="cifar10", epochs=7, batch_size=512, optimizer="sgd",
+register_preset("cifar10-fast", model="fastnet", dataset="cifar10", epochs=10, batch_size=512, optimizer="sgd",
                 lr=0.75, momentum=0.85, weight_decay=1.3e-3, schedule="triangle", lookahead=True,
                 label_smoothing=0.2, augment=True, crop_padding=2, crop_fill="reflect", flip_mode="alternate",
                 tta=True, tta_shift=1, val_fraction=0.04, precision="auto")

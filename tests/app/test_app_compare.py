@@ -142,7 +142,7 @@ def test_demo_runs_are_compared_from_their_saved_reports_without_the_dataset(run
     at.multiselect(key="cmp_runs").set_value(["demo-cifar10-fast", "demo-cifar10-lenet5"]).run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
-    assert table["test accuracy"].tolist() == pytest.approx([0.8826, 0.6569])
+    assert table["test accuracy"].tolist() == pytest.approx([0.9013, 0.6569])
     assert table["macro-F1"].notna().all()
     assert "Where two runs differ" in texts(at) and any("difference" in chart_data(c) for c in charts(at))
 
