@@ -3,8 +3,8 @@
 Ideas studied in airbench (Keller Jordan), written anew here: a frozen 2x2 "whitening" first layer set from
 the training patches' covariance (its bias learns for the first epochs only), three conv-pool-BN-GELU blocks of
 small width (64/192/192: on a 2-core CPU, 10 epochs of it beat 12 of 64/128/128 and 6 of 64/256/256 in the same
-time, docs/results.md), batch norm without a learnable scale whose bias learns faster, a max-pooled head with scaled-down
-logits. The training recipe (label smoothing, a triangular schedule with lookahead, mirrored-border crops,
+time, docs/results.md), batch norm without a learnable scale whose bias learns faster, a max-pooled head with
+scaled-down logits. The training recipe (label smoothing, a triangular schedule with lookahead, mirrored-border crops,
 alternating flips, shifted test-time views) lives in the engine and the ``cifar10-fast`` preset, not here.
 
     conv 2x2 whiten (3 -> 24, frozen)            (B, 24, 31, 31)
