@@ -55,8 +55,11 @@ class Block(nn.Module):
         return F.gelu(self.bn2(self.conv2(x)))
 
 
+WIDTHS = (64, 192, 192)  # the blocks' widths (the builder's default too: one place)
+
+
 class FastNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (64, 192, 192),
+    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = WIDTHS,
                  whiten_bias_epochs: int = 3) -> None:
         super().__init__()
         self.whiten_bias_epochs = whiten_bias_epochs
@@ -101,5 +104,5 @@ class FastNet(nn.Module):
                 explain_layer="blocks.2", stages=("whiten", "blocks.0", "blocks.1", "blocks.2"),
                 saved_defaults={"widths": [64, 128, 128]})  # checkpoints saved before 2026-12-02's widening
 def fastnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 32,
-            widths: tuple[int, int, int] | list[int] = (64, 192, 192), whiten_bias_epochs: int = 3) -> nn.Module:
+            widths: tuple[int, int, int] | list[int] = WIDTHS, whiten_bias_epochs: int = 3) -> nn.Module:
     return FastNet(num_classes, in_channels, tuple(widths), whiten_bias_epochs)
